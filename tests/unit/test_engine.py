@@ -1,0 +1,191 @@
+"""The engine against an in-memory registry that applies ECR's part rules.
+
+These check the engine's own logic (ordering, resume, restart, budget) with
+exact control over faults; the end-to-end tests check the same behaviour
+through the real process and the real wire protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import pytest
+
+from uploaderd.engine import EngineSettings, UploadEngine
+from uploaderd.errors import (
+    PartOutOfOrderError,
+    RegistryError,
+    TransientRegistryError,
+    UploadNotFoundError,
+)
+from uploaderd.parts import MIB
+from uploaderd.progress import LayerJob, Outcome
+from uploaderd.registry.base import UploadSession
+from uploaderd.retry import RetryPolicy
+
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
+
+
+@dataclass
+class MemoryRegistry:
+    """Keeps uploads in memory and enforces partFirstByte == bytes received."""
+
+    part_size: int = 5 * MIB
+    layers: dict[str, bytes] = field(default_factory=dict)
+    uploads: dict[str, bytearray] = field(default_factory=dict)
+    parts_sent: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)
+    max_same_upload_overlap: int = 0
+    max_uploads_in_flight: int = 0
+    throttle_next: int = 0
+    lose_answer_of_parts: set[int] = field(default_factory=set)
+    forget_upload_after_parts: int | None = None
+    completed: list[str] = field(default_factory=list)
+
+    async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
+        return {d for d in digests if d not in self.layers}
+
+    async def start_upload(self, repository: str) -> UploadSession:
+        if self.throttle_next:
+            self.throttle_next -= 1
+            raise TransientRegistryError("slow down", code="ThrottlingException")
+        upload_id = f"u{len(self.uploads)}"
+        self.uploads[upload_id] = bytearray()
+        return UploadSession(repository, upload_id, self.part_size)
+
+    async def upload_part(
+        self, session: UploadSession, first_byte: int, data: bytes | bytearray
+    ) -> int:
+        uid = session.upload_id
+        self.in_flight[uid] = self.in_flight.get(uid, 0) + 1
+        self.max_same_upload_overlap = max(self.max_same_upload_overlap, self.in_flight[uid])
+        busy = sum(1 for n in self.in_flight.values() if n)
+        self.max_uploads_in_flight = max(self.max_uploads_in_flight, busy)
+        try:
+            await anyio.sleep(0.002)
+            if uid not in self.uploads:
+                raise UploadNotFoundError("gone", code="UploadNotFoundException")
+            received = self.uploads[uid]
+            if first_byte != len(received):
+                raise PartOutOfOrderError("out of order", next_byte=len(received))
+            received.extend(data)
+            self.parts_sent += 1
+            if self.parts_sent in self.lose_answer_of_parts:
+                raise TransientRegistryError("connection reset", code="ConnectionClosedError")
+            if self.forget_upload_after_parts == self.parts_sent:
+                del self.uploads[uid]
+            return len(received) - 1
+        finally:
+            self.in_flight[uid] -= 1
+
+    async def complete_upload(self, session: UploadSession, digest: str) -> None:
+        if session.upload_id not in self.uploads:
+            raise UploadNotFoundError("gone", code="UploadNotFoundException")
+        data = bytes(self.uploads.pop(session.upload_id))
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise RegistryError("digest mismatch", code="InvalidLayerException")
+        self.layers[digest] = data
+        self.completed.append(digest)
+
+
+def make_layer(tmp_path: Path, name: str, size: int) -> tuple[Path, str]:
+    data = os.urandom(size)
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def engine_for(registry: MemoryRegistry, **overrides: object) -> UploadEngine:
+    options: dict[str, object] = {"retry": FAST_RETRY, "memory_budget": 32 * MIB, **overrides}
+    settings = EngineSettings(**options)  # type: ignore[arg-type]
+    return UploadEngine(registry, settings)
+
+
+async def test_layers_arrive_whole_with_parts_strictly_in_order(tmp_path: Path) -> None:
+    registry = MemoryRegistry()
+    layers = [make_layer(tmp_path, f"l{i}", size) for i, size in enumerate([1, 11 * MIB, 7 * MIB])]
+    engine = engine_for(registry, concurrency=3)
+    results = await engine.push_all(LayerJob(path, "team/app") for path, _ in layers)
+    assert [r.outcome for r in results] == [Outcome.UPLOADED] * 3
+    for (path, digest), result in zip(layers, results, strict=True):
+        assert result.digest == digest
+        assert registry.layers[digest] == path.read_bytes()
+    assert registry.max_same_upload_overlap == 1
+    assert registry.max_uploads_in_flight >= 2
+    assert engine.budget.held == 0
+    assert engine.budget.peak <= 32 * MIB
+
+
+async def test_layer_already_present_sends_no_part(tmp_path: Path) -> None:
+    registry = MemoryRegistry()
+    path, digest = make_layer(tmp_path, "l", 6 * MIB)
+    registry.layers[digest] = path.read_bytes()
+    result = await engine_for(registry).push_layer(LayerJob(path, "team/app"))
+    assert result.outcome is Outcome.EXISTS
+    assert registry.parts_sent == 0
+
+
+async def test_lost_answer_continues_from_the_registrys_byte(tmp_path: Path) -> None:
+    registry = MemoryRegistry(lose_answer_of_parts={1, 3})
+    path, digest = make_layer(tmp_path, "l", 16 * MIB + 3)
+    result = await engine_for(registry).push_layer(LayerJob(path, "team/app"))
+    assert result.outcome is Outcome.UPLOADED, result.error
+    assert registry.layers[digest] == path.read_bytes()
+    assert registry.parts_sent == 4  # no part applied twice
+    assert result.attempts > 1
+
+
+async def test_forgotten_upload_restarts_the_layer(tmp_path: Path) -> None:
+    registry = MemoryRegistry(forget_upload_after_parts=1)
+    path, digest = make_layer(tmp_path, "l", 11 * MIB)
+    result = await engine_for(registry).push_layer(LayerJob(path, "team/app"))
+    assert result.outcome is Outcome.UPLOADED, result.error
+    assert registry.completed == [digest]
+
+
+async def test_throttling_is_retried(tmp_path: Path) -> None:
+    registry = MemoryRegistry(throttle_next=3)
+    path, _ = make_layer(tmp_path, "l", 100)
+    result = await engine_for(registry).push_layer(LayerJob(path, "team/app"))
+    assert result.outcome is Outcome.UPLOADED
+    assert result.attempts == 4
+
+
+async def test_endless_throttling_fails_the_layer_in_bounded_attempts(tmp_path: Path) -> None:
+    registry = MemoryRegistry(throttle_next=100)
+    path, _ = make_layer(tmp_path, "l", 100)
+    result = await engine_for(registry).push_layer(LayerJob(path, "team/app"))
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert "gave up after 4 attempts" in result.error.message
+    assert registry.throttle_next == 96
+
+
+async def test_bad_file_fails_alone_and_others_go_on(tmp_path: Path) -> None:
+    registry = MemoryRegistry()
+    good, digest = make_layer(tmp_path, "good", 1000)
+    empty = tmp_path / "empty"
+    empty.touch()
+    results = await engine_for(registry).push_all(
+        [LayerJob(tmp_path / "missing", "r1"), LayerJob(empty, "r1"), LayerJob(good, "r1")]
+    )
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED, Outcome.UPLOADED]
+    assert results[0].error is not None and "no such file" in str(results[0].error)
+    assert results[1].error is not None and "empty" in str(results[1].error)
+    assert digest in registry.layers
+
+
+@pytest.mark.parametrize("concurrency", [1, 4, 8])
+async def test_budget_bounds_read_ahead_of_many_layers(tmp_path: Path, concurrency: int) -> None:
+    registry = MemoryRegistry()
+    layers = [make_layer(tmp_path, f"l{i}", 12 * MIB) for i in range(8)]
+    engine = engine_for(registry, concurrency=concurrency, memory_budget=21 * MIB)
+    results = await engine.push_all(LayerJob(path, "r1") for path, _ in layers)
+    assert all(r.outcome is Outcome.UPLOADED for r in results)
+    assert engine.budget.peak <= 21 * MIB
+    assert engine.budget.held == 0

@@ -1,0 +1,171 @@
+"""The ``uploaderd`` command: ``push`` and ``local-registry`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from uploaderd import localregistry
+from uploaderd.engine import EngineSettings, UploadEngine, all_succeeded
+from uploaderd.errors import ConfigurationError
+from uploaderd.naming import repository_name_problem
+from uploaderd.parts import MIB
+from uploaderd.progress import LayerJob, LayerResult, SilentObserver
+from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
+from uploaderd.report import result_line, result_record, summary_line
+from uploaderd.retry import RetryPolicy
+from uploaderd.sizes import parse_size
+
+EXIT_OK = 0
+EXIT_LAYER_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uploaderd",
+        description="Push container image layers to Amazon ECR through its layer-push API.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_push_command(commands)
+    registry = commands.add_parser(
+        "local-registry",
+        help="run an ECR-compatible registry on loopback (for tests and demos)",
+        description="Serve ECR's layer-push API (AWS JSON 1.1) from a local directory.",
+    )
+    localregistry.add_arguments(registry)
+    return parser
+
+
+def _add_push_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    push = commands.add_parser(
+        "push",
+        help="push layer files to one repository and exit",
+        description="Push layer tarballs to an ECR repository; prints one line per layer. "
+        "Credentials, region and endpoint come from the standard AWS chain "
+        "(AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_ECR, ...) unless given here.",
+    )
+    push.add_argument("files", nargs="+", type=Path, metavar="FILE", help="layer files to push")
+    push.add_argument("--repository", required=True, help="ECR repository name")
+    push.add_argument("--endpoint-url", help="ECR endpoint (default: the AWS chain)")
+    push.add_argument("--region", help="AWS region (default: the AWS chain)")
+    push.add_argument(
+        "--concurrency", type=_positive_int, default=4, help="layers in flight (default 4)"
+    )
+    push.add_argument(
+        "--part-size",
+        type=_size,
+        help="bytes per part, clamped to 5MiB..20MiB (default: what the registry says)",
+    )
+    push.add_argument(
+        "--memory-budget",
+        type=_size,
+        default=256 * MIB,
+        help="bytes of layer data held at once across all layers (default 256MiB)",
+    )
+    push.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=8,
+        help="attempts per request before a layer fails (default 8)",
+    )
+    push.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=120.0,
+        help="seconds to wait for an answer to one request (default 120)",
+    )
+    push.add_argument("--json", action="store_true", help="one JSON object per layer")
+
+
+class _LinePrinter(SilentObserver):
+    """Prints each layer's line as soon as it ends, so long pushes show progress."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def layer_finished(self, result: LayerResult) -> None:
+        line = json.dumps(result_record(result)) if self.as_json else result_line(result)
+        print(line, flush=True)
+
+
+async def _push(args: argparse.Namespace) -> int:
+    problem = repository_name_problem(args.repository)
+    if problem is not None:
+        raise ConfigurationError(problem + "; pass a valid --repository", code="InvalidRepository")
+    try:
+        settings = EngineSettings(
+            concurrency=args.concurrency,
+            memory_budget=args.memory_budget,
+            part_size=args.part_size,
+            retry=RetryPolicy(max_attempts=args.max_attempts),
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc), code="InvalidSetting") from None
+    ecr = EcrSettings(
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        max_connections=args.concurrency + 2,
+        read_timeout=args.request_timeout,
+        connect_timeout=min(10.0, args.request_timeout),
+    )
+    jobs = [LayerJob(path, args.repository) for path in args.files]
+    started = time.monotonic()
+    async with open_ecr_registry(ecr) as registry:
+        engine = UploadEngine(registry, settings, _LinePrinter(as_json=args.json))
+        results = await engine.push_all(jobs)
+    print(summary_line(results, time.monotonic() - started), file=sys.stderr, flush=True)
+    return EXIT_OK if all_succeeded(results) else EXIT_LAYER_FAILED
+
+
+async def _local_registry(args: argparse.Namespace) -> int:
+    def announce(url: str) -> None:
+        print(f"uploaderd local-registry listening on {url}", flush=True)
+
+    await localregistry.serve_forever(localregistry.config_from_args(args), announce)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = _push if args.command == "push" else _local_registry
+    try:
+        return anyio.run(command, args, backend_options={"use_uvloop": True})
+    except ConfigurationError as exc:
+        print(f"uploaderd: error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,115 @@
+"""Schedules layer pushes: up to ``concurrency`` layers in flight at once.
+
+Parallelism comes from layers, never from parts of one layer (ECR accepts a
+layer's parts only in order), and every layer in flight draws its read-ahead
+from one ``ByteBudget``, so memory is bounded by the budget, not by the
+number or size of the layers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import ObjectReceiveStream
+
+from uploaderd.budget import ByteBudget
+from uploaderd.errors import UploaderError
+from uploaderd.layerpush import LayerPush, PushContext
+from uploaderd.parts import MAX_PART_SIZE, MIB
+from uploaderd.progress import EngineObserver, LayerJob, LayerResult, Outcome, SilentObserver
+from uploaderd.reader import LayerFile, hash_layer
+from uploaderd.registry.base import Registry
+from uploaderd.retry import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Knobs of the engine; ``part_size`` None means 'what the registry says'."""
+
+    concurrency: int = 4
+    memory_budget: int = 256 * MIB
+    part_size: int | None = None
+    read_ahead_parts: int = 1
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.memory_budget < MAX_PART_SIZE:
+            raise ValueError(
+                f"memory budget must hold at least one maximal part ({MAX_PART_SIZE} bytes), "
+                f"got {self.memory_budget}"
+            )
+        if self.read_ahead_parts < 0:
+            raise ValueError(f"read-ahead must not be negative, got {self.read_ahead_parts}")
+
+
+class UploadEngine:
+    """Pushes layers through a ``Registry`` within one shared byte budget."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        settings: EngineSettings,
+        observer: EngineObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.budget = ByteBudget(settings.memory_budget)
+        self.observer: EngineObserver = observer or SilentObserver()
+        self.context = PushContext(
+            registry=registry,
+            budget=self.budget,
+            observer=self.observer,
+            retry=settings.retry,
+            part_size=settings.part_size,
+            read_ahead_parts=settings.read_ahead_parts,
+        )
+
+    async def push_all(self, jobs: Iterable[LayerJob]) -> list[LayerResult]:
+        """Push every job, ``concurrency`` at a time; results in the jobs' order."""
+        ordered = list(jobs)
+        results: dict[int, LayerResult] = {}
+        send, receive = anyio.create_memory_object_stream[tuple[int, LayerJob]](len(ordered))
+        async with send:
+            for item in enumerate(ordered):
+                send.send_nowait(item)
+
+        async def worker(queue: ObjectReceiveStream[tuple[int, LayerJob]]) -> None:
+            async with queue:
+                async for index, job in queue:
+                    results[index] = await self.push_layer(job)
+
+        async with receive, anyio.create_task_group() as workers:
+            for _ in range(min(self.settings.concurrency, len(ordered))):
+                workers.start_soon(worker, receive.clone())
+        return [results[index] for index in range(len(ordered))]
+
+    async def push_layer(self, job: LayerJob) -> LayerResult:
+        """Push one layer; a failure is returned as a result, never raised."""
+        started = time.monotonic()
+        size, digest, push = 0, None, None
+        try:
+            layer = LayerFile.open(job.path)
+            size = layer.size
+            digest = await hash_layer(layer, self.budget)
+            self.observer.layer_hashed(job, digest, size)
+            push = LayerPush(self.context, job, layer, digest)
+            outcome, error = await push.run(), None
+        except UploaderError as exc:
+            exc.path = exc.path or job.path
+            exc.repository = exc.repository or job.repository
+            outcome, error = Outcome.FAILED, exc
+        retries = push.retries if push is not None else 0
+        result = LayerResult(
+            job, outcome, size, digest, time.monotonic() - started, retries + 1, error
+        )
+        self.observer.layer_finished(result)
+        return result
+
+
+def all_succeeded(results: Sequence[LayerResult]) -> bool:
+    """True when every layer is now in the registry (uploaded or already there)."""
+    return all(result.outcome is not Outcome.FAILED for result in results)

@@ -1,0 +1,176 @@
+"""Pushing one layer: hash, skip if present, then parts strictly in order.
+
+ECR wants ``partFirstByte`` to be exactly the byte after the previous part,
+so a layer has at most one UploadLayerPart request outstanding.  The next
+part is read while the current one is on the wire (read-ahead, charged to
+the shared byte budget).  When the registry says it holds a different byte
+count than we believed (a retried request whose first answer was lost), the
+push continues from the registry's position rather than failing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from uploaderd.budget import ByteBudget
+from uploaderd.errors import (
+    PartOutOfOrderError,
+    TransientRegistryError,
+    UploadNotFoundError,
+    unwrap_group,
+)
+from uploaderd.parts import choose_part_size, part_ranges
+from uploaderd.progress import EngineObserver, LayerJob, Outcome
+from uploaderd.reader import LayerFile, Part, read_parts
+from uploaderd.registry.base import Registry, UploadSession
+from uploaderd.retry import RetryPolicy
+
+T = TypeVar("T")
+
+MAX_RESYNCS_PER_UPLOAD = 16
+"""How often a registry may move our position before we call it broken."""
+
+
+@dataclass(frozen=True, slots=True)
+class PushContext:
+    """What every layer push shares: the registry, the budget and the rules."""
+
+    registry: Registry
+    budget: ByteBudget
+    observer: EngineObserver
+    retry: RetryPolicy
+    part_size: int | None
+    read_ahead_parts: int
+
+
+class LayerPush:
+    """The push of one hashed layer file to one repository."""
+
+    def __init__(self, context: PushContext, job: LayerJob, layer: LayerFile, digest: str) -> None:
+        self.context = context
+        self.job = job
+        self.layer = layer
+        self.digest = digest
+        self.retries = 0
+
+    async def run(self) -> Outcome:
+        """Make the layer present in the repository; raise ``UploaderError`` if it cannot be."""
+        if not await self._is_missing():
+            return Outcome.EXISTS
+        while True:
+            session = await self._retrying(
+                partial(self.context.registry.start_upload, self.job.repository)
+            )
+            self.context.observer.upload_started(self.job, session.upload_id, session.part_size)
+            try:
+                await self._send_all_parts(session)
+                self.layer.check_unchanged()
+                await self._retrying(
+                    partial(self.context.registry.complete_upload, session, self.digest)
+                )
+            except UploadNotFoundError as exc:
+                # The registry forgot the upload.  If that happened on a
+                # completion whose first answer was lost, the layer is there.
+                if not await self._is_missing():
+                    return Outcome.UPLOADED
+                self._note_retry(exc.code, 0.0)
+                continue
+            return Outcome.UPLOADED
+
+    async def _is_missing(self) -> bool:
+        missing = await self._retrying(
+            partial(self.context.registry.missing_layers, self.job.repository, [self.digest])
+        )
+        return self.digest in missing
+
+    async def _send_all_parts(self, session: UploadSession) -> None:
+        part_size = choose_part_size(
+            self.layer.size, requested=self.context.part_size, registry_default=session.part_size
+        )
+        position = 0
+        for _ in range(MAX_RESYNCS_PER_UPLOAD):
+            position = await self._send_from(session, part_size, position)
+            if position >= self.layer.size:
+                return
+        raise TransientRegistryError(
+            f"the registry moved the upload position {MAX_RESYNCS_PER_UPLOAD} times; "
+            "it is losing parts",
+            code="UploadPositionUnstable",
+        )
+
+    async def _send_from(self, session: UploadSession, part_size: int, start: int) -> int:
+        """Send parts from byte ``start`` until done or the registry moves us elsewhere.
+
+        Returns the byte the registry wants next: the layer size when done.
+        """
+        budget = self.context.budget
+        send, receive = anyio.create_memory_object_stream[Part](self.context.read_ahead_parts)
+        ranges = part_ranges(self.layer.size, part_size, start)
+        position = start
+        try:
+            async with anyio.create_task_group() as reading:
+                reading.start_soon(read_parts, self.layer, ranges, budget, send)
+                async for part in receive:
+                    try:
+                        if part.range.last < position:
+                            continue  # the registry already holds this part
+                        if part.range.first != position:
+                            reading.cancel_scope.cancel()
+                            break
+                        position = await self._send_part(session, part)
+                    finally:
+                        await budget.release(part.range.length)
+        except BaseExceptionGroup as group:
+            raise unwrap_group(group) from None
+        finally:
+            await _release_unsent(receive, budget)
+        return position
+
+    async def _send_part(self, session: UploadSession, part: Part) -> int:
+        """Send one part, retrying; return the byte the registry wants next."""
+        first, data = part.range.first, part.data
+        while True:
+            sent_at = time.monotonic()
+            try:
+                last = await self._retrying(
+                    partial(self.context.registry.upload_part, session, first, data)
+                )
+            except PartOutOfOrderError as exc:
+                self._note_retry(exc.code, 0.0)
+                if not part.range.first < exc.next_byte <= part.range.last:
+                    self.context.observer.part_confirmed(self.job, exc.next_byte, 0, 0.0)
+                    return exc.next_byte
+                first = exc.next_byte  # the registry holds the head of this part
+                data = part.data[first - part.range.first :]
+                continue
+            nbytes = part.range.last + 1 - first
+            self.context.observer.part_confirmed(
+                self.job, last + 1, nbytes, time.monotonic() - sent_at
+            )
+            return last + 1
+
+    async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
+        return await self.context.retry.call(operation, self._note_retry)
+
+    def _note_retry(self, reason: str, delay: float) -> None:
+        self.retries += 1
+        self.context.observer.retrying(self.job, reason, delay)
+
+
+async def _release_unsent(receive: MemoryObjectReceiveStream[Part], budget: ByteBudget) -> None:
+    """Return the budget of parts read ahead but never sent (the push moved or failed)."""
+    with anyio.CancelScope(shield=True):
+        while True:
+            try:
+                part = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            await budget.release(part.range.length)
+        await receive.aclose()

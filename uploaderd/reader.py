@@ -1,0 +1,195 @@
+"""Reading a layer file: validation, the hashing pass, and part read-ahead.
+
+A layer is read twice.  The first pass computes its sha256 so the registry
+can be asked whether it already has the layer before a single part is sent;
+the second pass reads the parts to send, a little ahead of the network.  Both
+passes charge their buffers to the shared ``ByteBudget`` and run the blocking
+reads and the hashing in worker threads (hashlib releases the GIL on large
+buffers), so the event loop stays free to drive the uploads.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio.abc import ObjectSendStream
+
+from uploaderd.budget import ByteBudget
+from uploaderd.errors import LayerChangedError, LayerFileError
+from uploaderd.parts import PartRange, layer_size_problem
+
+HASH_CHUNK_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LayerFile:
+    """A layer file as it was when it was accepted: changes after that are detected."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def open(cls, path: Path) -> LayerFile:
+        """Check that ``path`` can be pushed as a layer; raise a specific error if not."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise LayerFileError(
+                "no such file; check the path", path=path, code="FileNotFound"
+            ) from None
+        except OSError as exc:
+            raise LayerFileError(
+                f"cannot stat the file: {exc.strerror}", path=path, code="FileUnreadable"
+            ) from exc
+        if stat.S_ISDIR(st.st_mode):
+            raise LayerFileError(
+                "is a directory, not a layer file; give the layer tarball itself",
+                path=path,
+                code="NotARegularFile",
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise LayerFileError(
+                "is not a regular file (fifo, socket or device); only layer files are pushed",
+                path=path,
+                code="NotARegularFile",
+            )
+        problem = layer_size_problem(st.st_size)
+        if problem is not None:
+            code = "EmptyLayer" if st.st_size == 0 else "LayerTooLarge"
+            raise LayerFileError(problem, path=path, code=code)
+        layer = cls(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        layer.check_readable()
+        return layer
+
+    def check_readable(self) -> None:
+        """Open the file once so a permission problem is reported before any request."""
+        try:
+            with self.path.open("rb"):
+                pass
+        except PermissionError:
+            raise LayerFileError(
+                "permission denied; make the file readable by the uploaderd user",
+                path=self.path,
+                code="FileUnreadable",
+            ) from None
+        except OSError as exc:
+            raise LayerFileError(
+                f"cannot open the file: {exc.strerror}", path=self.path, code="FileUnreadable"
+            ) from exc
+
+    def check_unchanged(self) -> None:
+        """Fail if the file is not the one that was hashed (size, mtime or inode differ)."""
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise LayerChangedError(
+                f"the file disappeared while it was being pushed ({exc.strerror})",
+                path=self.path,
+                code="FileChanged",
+            ) from exc
+        if (st.st_size, st.st_mtime_ns, st.st_ino) != (self.size, self.mtime_ns, self.inode):
+            raise LayerChangedError(
+                "the file changed while it was being pushed; write layers elsewhere and "
+                "rename them into place when complete",
+                path=self.path,
+                code="FileChanged",
+            )
+
+
+def _read_exactly(fd: int, buffer: bytearray | memoryview, offset: int, layer: LayerFile) -> None:
+    view = memoryview(buffer)
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n == 0:
+            raise LayerChangedError(
+                f"the file ended at byte {offset + done}, before its size of {layer.size} "
+                "bytes; it was truncated while being pushed",
+                path=layer.path,
+                code="FileChanged",
+            )
+        done += n
+
+
+def _hash_file(layer: LayerFile, chunk_size: int) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    fd = _open_fd(layer)
+    try:
+        offset = 0
+        while offset < layer.size:
+            length = min(chunk_size, layer.size - offset)
+            _read_exactly(fd, view[:length], offset, layer)
+            digest.update(view[:length])
+            offset += length
+    finally:
+        os.close(fd)
+    return "sha256:" + digest.hexdigest()
+
+
+def _open_fd(layer: LayerFile) -> int:
+    try:
+        return os.open(layer.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        code = "FileChanged" if exc.errno == errno.ENOENT else "FileUnreadable"
+        raise LayerFileError(
+            f"cannot open the file: {exc.strerror}", path=layer.path, code=code
+        ) from exc
+
+
+async def hash_layer(
+    layer: LayerFile, budget: ByteBudget, *, chunk_size: int = HASH_CHUNK_SIZE
+) -> str:
+    """The layer's ``sha256:`` digest, read through one budgeted buffer off the event loop."""
+    chunk = min(chunk_size, layer.size, budget.capacity)
+    async with budget.reserve(chunk):
+        digest = await anyio.to_thread.run_sync(_hash_file, layer, chunk)
+    layer.check_unchanged()
+    return digest
+
+
+@dataclass(slots=True)
+class Part:
+    """One part's bytes, read and charged to the budget; the receiver releases them."""
+
+    range: PartRange
+    data: bytearray
+
+
+async def read_parts(
+    layer: LayerFile,
+    ranges: Iterable[PartRange],
+    budget: ByteBudget,
+    parts_out: ObjectSendStream[Part],
+) -> None:
+    """Read ``ranges`` in order into ``parts_out``, each charged to ``budget``.
+
+    The stream's buffer sets how far reading runs ahead of sending; whoever
+    receives a ``Part`` owns its reservation and must release it.
+    """
+    fd = await anyio.to_thread.run_sync(_open_fd, layer)
+    try:
+        async with parts_out:
+            for part_range in ranges:
+                await budget.acquire(part_range.length)
+                try:
+                    data = bytearray(part_range.length)
+                    await anyio.to_thread.run_sync(_read_exactly, fd, data, part_range.first, layer)
+                    await parts_out.send(Part(part_range, data))
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await budget.release(part_range.length)
+                    raise
+    finally:
+        os.close(fd)

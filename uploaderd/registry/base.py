@@ -1,0 +1,49 @@
+"""What the engine needs from a registry, and nothing more.
+
+The interface follows ECR's layer-push API because it is the strictest of the
+protocols we speak: one upload per layer, parts strictly in order, completion
+with the digest.  Backends translate their own failures into the
+``uploaderd.errors`` hierarchy so the engine can decide on retries by kind,
+not by backend-specific names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    """An upload the registry has opened for one layer."""
+
+    repository: str
+    upload_id: str
+    part_size: int
+
+
+class Registry(Protocol):
+    """A place layers can be pushed to."""
+
+    async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
+        """The subset of ``digests`` the repository does not have yet."""
+        ...
+
+    async def start_upload(self, repository: str) -> UploadSession:
+        """Open an upload for one new layer."""
+        ...
+
+    async def upload_part(
+        self, session: UploadSession, first_byte: int, data: bytes | bytearray
+    ) -> int:
+        """Send bytes ``first_byte``.. of the layer; return the last byte the registry holds.
+
+        Raises ``PartOutOfOrderError`` carrying the registry's next byte when
+        it holds a different count (a retried part that had already arrived).
+        """
+        ...
+
+    async def complete_upload(self, session: UploadSession, digest: str) -> None:
+        """Finish the upload; a layer the registry already has counts as finished."""
+        ...

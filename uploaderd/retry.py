@@ -1,0 +1,58 @@
+"""When and how long to wait before trying a registry request again.
+
+botocore already retries each request a few times (its standard mode, which
+also counts ECR's LimitExceededException as throttling).  Its retry quota
+runs dry under a long outage, so the engine adds a slower outer loop on top:
+exponential backoff with jitter, so that many layers retrying at once do
+not hammer a registry that is recovering, and a cap so a dead registry fails
+the layer in bounded time instead of hanging.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+
+from uploaderd.errors import TransientRegistryError
+
+T = TypeVar("T")
+
+RetryHook = Callable[[str, float], None]
+"""Told the reason (an error code) and the delay before each retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Attempts per request and the backoff between them."""
+
+    max_attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+
+    def delay(self, attempt: int) -> float:
+        """Jittered exponential backoff after failed attempt number ``attempt`` (from 1)."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311  # jitter, not a secret
+
+    async def call(self, operation: Callable[[], Awaitable[T]], on_retry: RetryHook) -> T:
+        """Run ``operation``, retrying transient registry errors with backoff."""
+        attempt = 1
+        while True:
+            try:
+                return await operation()
+            except TransientRegistryError as exc:
+                if attempt >= self.max_attempts:
+                    exc.message += f" (gave up after {attempt} attempts)"
+                    raise
+                delay = self.delay(attempt)
+                on_retry(exc.code, delay)
+                await anyio.sleep(delay)
+                attempt += 1
