@@ -1,22 +1,39 @@
 """A byte-counting semaphore shared by every layer in flight.
 
-Read-ahead is what makes the upload fast (the next part is read and hashed
-while the current one is on the wire) and what could make memory unbounded
-(N layers x M parts ahead).  Every buffer the engine holds is charged here
-first, so the process holds at most ``capacity`` bytes of layer data whatever
-the number and size of layers.
+Read-ahead is what makes the upload fast (the next part is read while the
+current one is on the wire) and what could make memory unbounded (N layers x
+M parts ahead).  Every buffer the engine holds is charged here first, so the
+process holds at most ``capacity`` bytes of layer data whatever the number
+and size of layers.
+
+Releasing is synchronous on purpose: it must work inside a cancelled scope
+(a layer whose reader was just cancelled still returns its bytes), where any
+``await`` would raise instead of releasing.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
+
+
+@dataclass(slots=True)
+class _Waiter:
+    nbytes: int
+    granted: anyio.Event = field(default_factory=anyio.Event)
 
 
 class ByteBudget:
-    """Grants byte reservations first-come first-served up to ``capacity``."""
+    """Grants byte reservations in arrival order up to ``capacity``.
+
+    Strict arrival order means a large request is never starved by a stream
+    of small ones.
+    """
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
@@ -24,7 +41,7 @@ class ByteBudget:
         self.capacity = capacity
         self._held = 0
         self._peak = 0
-        self._changed = anyio.Condition()
+        self._waiters: deque[_Waiter] = deque()
 
     @property
     def held(self) -> int:
@@ -47,19 +64,28 @@ class ByteBudget:
                 f"cannot reserve {nbytes} bytes from a budget of {self.capacity}: "
                 "raise --memory-budget or lower --part-size"
             )
-        async with self._changed:
-            while self._held + nbytes > self.capacity:
-                await self._changed.wait()
-            self._held += nbytes
-            self._peak = max(self._peak, self._held)
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not self._waiters and self._held + nbytes <= self.capacity:
+            self._take(nbytes)
+            return
+        waiter = _Waiter(nbytes)
+        self._waiters.append(waiter)
+        try:
+            await waiter.granted.wait()
+        except BaseException:
+            if waiter.granted.is_set():
+                self.release(nbytes)  # granted, but the caller will never use it
+            else:
+                self._waiters.remove(waiter)
+                self._grant_waiters()  # a large request leaving may let others in
+            raise
 
-    async def release(self, nbytes: int) -> None:
-        """Return ``nbytes`` and wake whoever waits for room."""
-        async with self._changed:
-            self._held -= nbytes
-            if self._held < 0:
-                raise RuntimeError("released more bytes than were reserved")
-            self._changed.notify_all()
+    def release(self, nbytes: int) -> None:
+        """Return ``nbytes`` and grant whoever waits and now fits."""
+        if nbytes > self._held:
+            raise RuntimeError(f"released {nbytes} bytes while only {self._held} are held")
+        self._held -= nbytes
+        self._grant_waiters()
 
     @asynccontextmanager
     async def reserve(self, nbytes: int) -> AsyncIterator[None]:
@@ -68,5 +94,14 @@ class ByteBudget:
         try:
             yield
         finally:
-            with anyio.CancelScope(shield=True):
-                await self.release(nbytes)
+            self.release(nbytes)
+
+    def _take(self, nbytes: int) -> None:
+        self._held += nbytes
+        self._peak = max(self._peak, self._held)
+
+    def _grant_waiters(self) -> None:
+        while self._waiters and self._held + self._waiters[0].nbytes <= self.capacity:
+            waiter = self._waiters.popleft()
+            self._take(waiter.nbytes)
+            waiter.granted.set()

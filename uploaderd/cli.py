@@ -12,6 +12,7 @@ from pathlib import Path
 import anyio
 
 from uploaderd import localregistry
+from uploaderd.demo import run_demo
 from uploaderd.engine import EngineSettings, UploadEngine, all_succeeded
 from uploaderd.errors import ConfigurationError
 from uploaderd.naming import repository_name_problem
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve ECR's layer-push API (AWS JSON 1.1) from a local directory.",
     )
     localregistry.add_arguments(registry)
+    commands.add_parser(
+        "demo",
+        help="push sample layers to an embedded local registry and verify them",
+        description="Start the embedded ECR-compatible registry, push sample layers with "
+        "'uploaderd push', fetch them back and check their digests.",
+    )
     return parser
 
 
@@ -159,9 +166,16 @@ async def _local_registry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _demo(args: argparse.Namespace) -> int:
+    return await run_demo()
+
+
+COMMANDS = {"push": _push, "local-registry": _local_registry, "demo": _demo}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    command = _push if args.command == "push" else _local_registry
+    command = COMMANDS[args.command]
     try:
         return anyio.run(command, args, backend_options={"use_uvloop": True})
     except ConfigurationError as exc:

@@ -126,7 +126,7 @@ class LayerPush:
                             break
                         position = await self._send_part(session, part)
                     finally:
-                        await budget.release(part.range.length)
+                        budget.release(part.range.length)
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
         finally:
@@ -172,5 +172,5 @@ async def _release_unsent(receive: MemoryObjectReceiveStream[Part], budget: Byte
                 part = receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            await budget.release(part.range.length)
+            budget.release(part.range.length)
         await receive.aclose()

@@ -6,9 +6,7 @@ import re
 
 # From the CreateRepository API reference: lowercase components separated by
 # '/', each made of alphanumerics joined by single '.', '_' or '-'.
-REPOSITORY_PATTERN = re.compile(
-    r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
-)
+REPOSITORY_PATTERN = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 MIN_REPOSITORY_LENGTH = 2
 MAX_REPOSITORY_LENGTH = 256
 

@@ -188,8 +188,7 @@ async def read_parts(
                     await anyio.to_thread.run_sync(_read_exactly, fd, data, part_range.first, layer)
                     await parts_out.send(Part(part_range, data))
                 except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        await budget.release(part_range.length)
+                    budget.release(part_range.length)
                     raise
     finally:
         os.close(fd)

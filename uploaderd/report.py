@@ -31,9 +31,10 @@ def result_line(result: LayerResult) -> str:
     """One human line: outcome, digest, size, time and rate, or the error and what to do."""
     if result.error is not None:
         return f"failed   {result.job.path}: {result.error.message} [{result.error.code}]"
+    rate = f" {result.mib_per_second:.1f} MiB/s" if result.outcome is Outcome.UPLOADED else ""
     return (
         f"{result.outcome.value:<8} {result.digest} {result.size} bytes "
-        f"{result.seconds:.2f}s {result.mib_per_second:.1f} MiB/s {result.job.path}"
+        f"{result.seconds:.2f}s{rate} {result.job.path}"
     )
 
 
@@ -47,4 +48,3 @@ def summary_line(results: Sequence[LayerResult], seconds: float) -> str:
         f"{outcomes[Outcome.EXISTS]} already present, {outcomes[Outcome.FAILED]} failed; "
         f"{sent / MIB:.1f} MiB sent in {seconds:.2f}s ({rate:.1f} MiB/s)"
     )
-

@@ -39,12 +39,14 @@ class MemoryRegistry:
     layers: dict[str, bytes] = field(default_factory=dict)
     uploads: dict[str, bytearray] = field(default_factory=dict)
     parts_sent: int = 0
+    uploads_started: int = 0
     in_flight: dict[str, int] = field(default_factory=dict)
     max_same_upload_overlap: int = 0
     max_uploads_in_flight: int = 0
     throttle_next: int = 0
     lose_answer_of_parts: set[int] = field(default_factory=set)
     forget_upload_after_parts: int | None = None
+    silently_drop_parts: set[int] = field(default_factory=set)
     completed: list[str] = field(default_factory=list)
 
     async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
@@ -54,7 +56,8 @@ class MemoryRegistry:
         if self.throttle_next:
             self.throttle_next -= 1
             raise TransientRegistryError("slow down", code="ThrottlingException")
-        upload_id = f"u{len(self.uploads)}"
+        self.uploads_started += 1
+        upload_id = f"upload-{self.uploads_started}"
         self.uploads[upload_id] = bytearray()
         return UploadSession(repository, upload_id, self.part_size)
 
@@ -75,6 +78,9 @@ class MemoryRegistry:
                 raise PartOutOfOrderError("out of order", next_byte=len(received))
             received.extend(data)
             self.parts_sent += 1
+            if self.parts_sent in self.silently_drop_parts:
+                del received[first_byte:]  # acknowledged, then lost: the client must go back
+                return first_byte + len(data) - 1
             if self.parts_sent in self.lose_answer_of_parts:
                 raise TransientRegistryError("connection reset", code="ConnectionClosedError")
             if self.forget_upload_after_parts == self.parts_sent:
@@ -175,8 +181,10 @@ async def test_bad_file_fails_alone_and_others_go_on(tmp_path: Path) -> None:
         [LayerJob(tmp_path / "missing", "r1"), LayerJob(empty, "r1"), LayerJob(good, "r1")]
     )
     assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED, Outcome.UPLOADED]
-    assert results[0].error is not None and "no such file" in str(results[0].error)
-    assert results[1].error is not None and "empty" in str(results[1].error)
+    assert results[0].error is not None
+    assert "no such file" in str(results[0].error)
+    assert results[1].error is not None
+    assert "empty" in str(results[1].error)
     assert digest in registry.layers
 
 
@@ -188,4 +196,17 @@ async def test_budget_bounds_read_ahead_of_many_layers(tmp_path: Path, concurren
     results = await engine.push_all(LayerJob(path, "r1") for path, _ in layers)
     assert all(r.outcome is Outcome.UPLOADED for r in results)
     assert engine.budget.peak <= 21 * MIB
+    assert engine.budget.held == 0
+
+
+async def test_registry_moving_the_position_back_is_followed_without_leaking_budget(
+    tmp_path: Path,
+) -> None:
+    registry = MemoryRegistry(silently_drop_parts={2, 5})
+    layers = [make_layer(tmp_path, f"l{i}", 23 * MIB) for i in range(2)]
+    engine = engine_for(registry, concurrency=2, read_ahead_parts=2)
+    results = await engine.push_all(LayerJob(path, "r1") for path, _ in layers)
+    assert [r.outcome for r in results] == [Outcome.UPLOADED] * 2, [r.error for r in results]
+    for path, digest in layers:
+        assert registry.layers[digest] == path.read_bytes()
     assert engine.budget.held == 0

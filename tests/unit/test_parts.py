@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from uploaderd.parts import (
@@ -44,7 +46,7 @@ def test_every_part_but_the_last_is_full_size() -> None:
     ranges = list(part_ranges(123_456_789, 7 * MIB))
     assert all(r.length == 7 * MIB for r in ranges[:-1])
     assert sum(r.length for r in ranges) == 123_456_789
-    assert all(b.first == a.last + 1 for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(b.first == a.last + 1 for a, b in itertools.pairwise(ranges))
 
 
 def test_registry_part_size_is_the_default() -> None:
@@ -54,8 +56,7 @@ def test_registry_part_size_is_the_default() -> None:
 def test_requested_part_size_is_clamped_to_ecr_limits() -> None:
     assert choose_part_size(100 * MIB, requested=1, registry_default=10 * MIB) == MIN_PART_SIZE
     assert (
-        choose_part_size(100 * MIB, requested=64 * MIB, registry_default=10 * MIB)
-        == MAX_PART_SIZE
+        choose_part_size(100 * MIB, requested=64 * MIB, registry_default=10 * MIB) == MAX_PART_SIZE
     )
 
 

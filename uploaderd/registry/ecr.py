@@ -9,6 +9,7 @@ permanent error that tells the operator what to do.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -209,10 +210,13 @@ async def open_ecr_registry(settings: EcrSettings) -> AsyncIterator[EcrRegistry]
         read_timeout=settings.read_timeout,
     )
     session = get_session()
+    # botocore reads only AWS_DEFAULT_REGION; the AWS CLI v2 and the other
+    # SDKs also honour AWS_REGION, and operators expect it to work here too.
+    region = settings.region or os.environ.get("AWS_REGION") or None
     try:
         client_context = session.create_client(
             "ecr",
-            region_name=settings.region,
+            region_name=region,
             endpoint_url=settings.endpoint_url,
             config=config,
         )
@@ -220,5 +224,7 @@ async def open_ecr_registry(settings: EcrSettings) -> AsyncIterator[EcrRegistry]
             yield EcrRegistry(client)
     except botocore.exceptions.NoRegionError:
         raise ConfigurationError(
-            "no AWS region configured; pass --region or set AWS_REGION", code="NoRegion"
+            "no AWS region configured; pass --region or set AWS_REGION "
+            "(or AWS_DEFAULT_REGION, or region in the AWS config file)",
+            code="NoRegion",
         ) from None

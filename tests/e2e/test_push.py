@@ -1,0 +1,238 @@
+"""``uploaderd push`` as a real process against ``uploaderd local-registry`` on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import RegistryProcess, push, random_layer, start_registry
+
+MIB = 1024 * 1024
+PART = 5 * MIB
+
+pytestmark = pytest.mark.e2e
+
+# botocore's own retries multiply ours; the bounded-time tests keep to one.
+ONE_BOTOCORE_ATTEMPT = {"AWS_MAX_ATTEMPTS": "1"}
+
+
+def test_layers_of_awkward_sizes_arrive_intact(registry: RegistryProcess, tmp_path: Path) -> None:
+    sizes = {
+        "one-byte": 1,
+        "three-mib": 3 * MIB,
+        "two-parts": 2 * PART,
+        "two-parts-plus": 2 * PART + 1,
+    }
+    layers = {name: random_layer(tmp_path, name, size) for name, size in sizes.items()}
+
+    run = push(
+        registry.url, "team/app", *(p for p, _ in layers.values()), options=("--part-size", "5MiB")
+    )
+
+    assert run.returncode == 0, run.stderr
+    by_file = {Path(r["file"]).name: r for r in run.records}
+    for name, (path, digest) in layers.items():
+        assert by_file[name]["outcome"] == "uploaded"
+        assert by_file[name]["digest"] == digest
+        assert by_file[name]["size"] == sizes[name]
+        fetched = registry.fetch_layer("team/app", digest)
+        assert "sha256:" + hashlib.sha256(fetched).hexdigest() == digest
+        assert fetched == path.read_bytes()
+    stats = registry.stats()
+    assert stats["requests"]["UploadLayerPart"] == 1 + 1 + 2 + 3
+    assert stats["overlapping_requests_same_upload"] == 0
+
+
+def test_second_push_sends_no_part(registry: RegistryProcess, tmp_path: Path) -> None:
+    files = [random_layer(tmp_path, f"layer{i}", 6 * MIB)[0] for i in range(3)]
+    assert push(registry.url, "team/app", *files).returncode == 0
+    parts_before = registry.stats()["requests"]["UploadLayerPart"]
+
+    again = push(registry.url, "team/app", *files)
+
+    assert again.returncode == 0, again.stderr
+    assert [r["outcome"] for r in again.records] == ["exists"] * 3
+    assert registry.stats()["requests"]["UploadLayerPart"] == parts_before
+    assert "3 already present" in again.stderr
+
+
+def test_layers_upload_in_parallel_but_parts_of_one_layer_never_overlap(
+    tmp_path: Path,
+) -> None:
+    server = start_registry(
+        tmp_path / "storage", "--auto-create-repositories", "--fault", "latency=0.05"
+    )
+    try:
+        files = [random_layer(tmp_path, f"layer{i}", 3 * PART + 7)[0] for i in range(4)]
+        run = push(
+            server.url, "team/app", *files, options=("--concurrency", "4", "--part-size", "5MiB")
+        )
+        assert run.returncode == 0, run.stderr
+        stats = server.stats()
+        assert stats["max_concurrent_uploads"] >= 2
+        assert stats["overlapping_requests_same_upload"] == 0
+        assert stats["requests"]["UploadLayerPart"] == 4 * 4
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        ("throttle-every=3",),
+        ("server-error-every=2",),
+        ("drop-after-apply-every=2",),
+        ("throttle-every=4", "server-error-every=3", "drop-after-apply-every=5"),
+    ],
+)
+def test_retries_recover_from_injected_faults(tmp_path: Path, faults: tuple[str, ...]) -> None:
+    options = ["--auto-create-repositories"]
+    for fault in faults:
+        options += ["--fault", fault]
+    server = start_registry(tmp_path / "storage", *options)
+    try:
+        layers = [random_layer(tmp_path, f"layer{i}", 2 * PART + 1000 * i) for i in range(3)]
+        run = push(server.url, "team/app", *(p for p, _ in layers), options=("--part-size", "5MiB"))
+        assert run.returncode == 0, run.stderr + run.stdout
+        for path, digest in layers:
+            fetched = server.fetch_layer("team/app", digest)
+            assert fetched == path.read_bytes()
+        stats = server.stats()
+        assert sum(stats["faults_injected"].values()) > 0
+        assert all(count == 1 for count in stats["completed"].values())
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+def test_bad_files_fail_alone_with_specific_messages(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    good, digest = random_layer(tmp_path, "good", 1234)
+    empty = tmp_path / "empty"
+    empty.touch()
+    directory = tmp_path / "adir"
+    directory.mkdir()
+    missing = tmp_path / "missing"
+
+    run = push(registry.url, "team/app", missing, directory, empty, good)
+
+    assert run.returncode == 1
+    records = {Path(r["file"]).name: r for r in run.records}
+    assert records["good"]["outcome"] == "uploaded"
+    assert registry.fetch_layer("team/app", digest) == good.read_bytes()
+    assert records["missing"]["error"]["code"] == "FileNotFound"
+    assert records["adir"]["error"]["code"] == "NotARegularFile"
+    assert "directory" in records["adir"]["error"]["message"]
+    assert records["empty"]["error"]["code"] == "EmptyLayer"
+    assert "0 bytes" in records["empty"]["error"]["message"]
+
+
+def test_invalid_repository_name_is_refused_before_any_request(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    path, _ = random_layer(tmp_path, "layer", 10)
+    run = push(registry.url, "Team/App", path)
+    assert run.returncode == 2
+    assert "'Team/App' is not valid for ECR" in run.stderr
+    assert registry.stats()["requests"] == {}
+
+
+def test_missing_repository_fails_with_advice(tmp_path: Path) -> None:
+    server = start_registry(tmp_path / "storage")  # no auto-create
+    try:
+        path, _ = random_layer(tmp_path, "layer", 10)
+        run = push(server.url, "team/absent", path)
+        assert run.returncode == 1
+        error = run.records[0]["error"]
+        assert error["code"] == "RepositoryNotFoundException"
+        assert "create-repository --repository-name team/absent" in error["message"]
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_refused_connections_fail_in_bounded_time(tmp_path: Path) -> None:
+    path, _ = random_layer(tmp_path, "layer", 10)
+    started = time.monotonic()
+    run = push(
+        f"http://127.0.0.1:{free_port()}",
+        "team/app",
+        path,
+        options=("--max-attempts", "2"),
+        env=ONE_BOTOCORE_ATTEMPT,
+    )
+    assert run.returncode == 1
+    assert time.monotonic() - started < 30
+    error = run.records[0]["error"]
+    assert "cannot reach the registry" in error["message"]
+    assert "gave up after 2 attempts" in error["message"]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_registry_that_never_answers_fails_in_bounded_time(
+    silent_server: str, tmp_path: Path
+) -> None:
+    path, _ = random_layer(tmp_path, "layer", 10)
+    started = time.monotonic()
+    run = push(
+        silent_server, "team/app", path, options=("--max-attempts", "2", "--request-timeout", "1")
+    )
+    assert run.returncode == 1
+    assert time.monotonic() - started < 60
+    assert "cannot reach the registry" in run.records[0]["error"]["message"]
+
+
+def test_registry_answering_non_json_fails_with_a_clear_message(tmp_path: Path) -> None:
+    server = start_registry(
+        tmp_path / "storage", "--auto-create-repositories", "--fault", "non-json-every=1"
+    )
+    try:
+        path, _ = random_layer(tmp_path, "layer", 10)
+        run = push(server.url, "team/app", path, options=("--max-attempts", "2"))
+        assert run.returncode == 1
+        message = run.records[0]["error"]["message"]
+        assert "not ECR's JSON protocol" in message or "cannot reach the registry" in message
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)

@@ -1,0 +1,557 @@
+"""The local registry, driven by a real aiobotocore client over loopback.
+
+Every assertion goes through botocore's parsing, so these tests also pin down that the
+wire format (error names, modeled error fields, blobs) is what botocore expects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+from types_aiobotocore_ecr import ECRClient
+
+from uploaderd.localregistry import (
+    REGISTRY_ID,
+    Fault,
+    FaultKind,
+    LocalRegistry,
+    LocalRegistryConfig,
+    add_arguments,
+    config_from_args,
+    parse_fault,
+    serve_forever,
+)
+
+MIB = 1024 * 1024
+REPO = "team/app"
+
+# botocore adds one to "max_attempts" (it counts retries); total_max_attempts=1 really
+# means a single attempt, so the raw fault reaches the test.
+NO_RETRIES = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, **options: Any) -> AsyncIterator[LocalRegistry]:
+    config = LocalRegistryConfig(storage=tmp_path / "registry", **options)
+    async with LocalRegistry(config) as registry:
+        yield registry
+
+
+@asynccontextmanager
+async def ecr_client(
+    registry: LocalRegistry, config: AioConfig = NO_RETRIES
+) -> AsyncIterator[ECRClient]:
+    async with get_session().create_client(
+        "ecr",
+        region_name="us-east-1",
+        endpoint_url=registry.url,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=config,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[LocalRegistry]:
+    async with running(tmp_path) as registry:
+        yield registry
+
+
+@pytest.fixture
+async def ecr(registry: LocalRegistry) -> AsyncIterator[ECRClient]:
+    async with ecr_client(registry) as client:
+        await client.create_repository(repositoryName=REPO)
+        yield client
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def upload_part(ecr: ECRClient, upload_id: str, first: int, data: bytes) -> int:
+    answer = await ecr.upload_layer_part(
+        repositoryName=REPO,
+        uploadId=upload_id,
+        partFirstByte=first,
+        partLastByte=first + len(data) - 1,
+        layerPartBlob=data,
+    )
+    return answer["lastByteReceived"]
+
+
+async def push_layer(ecr: ECRClient, data: bytes) -> str:
+    """A one-part upload (the last part may be small), returning the digest."""
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    await upload_part(ecr, upload_id, 0, data)
+    digest = digest_of(data)
+    await ecr.complete_layer_upload(repositoryName=REPO, uploadId=upload_id, layerDigests=[digest])
+    return digest
+
+
+async def stats(registry: LocalRegistry) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(f"{registry.url}/_stats") as resp:
+        result: dict[str, Any] = await resp.json()
+        return result
+
+
+async def set_faults(registry: LocalRegistry, *specs: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{registry.url}/_faults", json=list(specs)) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+
+
+def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+async def test_two_part_upload_is_downloadable_with_its_digest(
+    registry: LocalRegistry, ecr: ECRClient
+) -> None:
+    data = os.urandom(5 * MIB + 1234)
+    initiated = await ecr.initiate_layer_upload(repositoryName=REPO)
+    assert initiated["partSize"] == 10485760
+    upload_id = initiated["uploadId"]
+    assert await upload_part(ecr, upload_id, 0, data[: 5 * MIB]) == 5 * MIB - 1
+    assert await upload_part(ecr, upload_id, 5 * MIB, data[5 * MIB :]) == len(data) - 1
+    digest = digest_of(data)
+    done = await ecr.complete_layer_upload(
+        repositoryName=REPO, uploadId=upload_id, layerDigests=[digest]
+    )
+    assert (done["layerDigest"], done["uploadId"], done["registryId"]) == (
+        digest,
+        upload_id,
+        REGISTRY_ID,
+    )
+
+    url = (await ecr.get_download_url_for_layer(repositoryName=REPO, layerDigest=digest))[
+        "downloadUrl"
+    ]
+    assert url == f"{registry.url}/blobs/{REPO}/{digest}"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200
+        assert digest_of(await resp.read()) == digest
+
+    storage = registry.config.storage
+    assert digest_of((storage / "blobs" / "sha256" / digest[7:]).read_bytes()) == digest
+    assert list((storage / "uploads").iterdir()) == []
+    seen = await stats(registry)
+    assert seen["parts_received"] == 2
+    assert seen["bytes_received"] == len(data)
+    assert seen["completed"] == {f"{REPO}@{digest}": 1}
+    assert seen["requests"]["UploadLayerPart"] == 2
+    assert seen["overlapping_requests_same_upload"] == 0
+
+
+async def test_part_gap_reports_last_valid_byte(ecr: ECRClient) -> None:
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    with pytest.raises(ClientError) as before_any:
+        await upload_part(ecr, upload_id, 5, b"x" * 10)
+    assert error_code(before_any) == "InvalidLayerPartException"
+    assert before_any.value.response.get("lastValidByteReceived") == -1
+
+    await upload_part(ecr, upload_id, 0, b"x" * 10)
+    with pytest.raises(ClientError) as gap:
+        await upload_part(ecr, upload_id, 20, b"x" * 10)
+    assert error_code(gap) == "InvalidLayerPartException"
+    assert gap.value.response.get("lastValidByteReceived") == 9
+    assert gap.value.response.get("uploadId") == upload_id
+    assert gap.value.response.get("repositoryName") == REPO
+
+
+async def test_part_range_must_match_blob_length(ecr: ECRClient) -> None:
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    with pytest.raises(ClientError) as exc:
+        await ecr.upload_layer_part(
+            repositoryName=REPO,
+            uploadId=upload_id,
+            partFirstByte=0,
+            partLastByte=99,
+            layerPartBlob=b"x" * 10,
+        )
+    assert error_code(exc) == "InvalidLayerPartException"
+
+
+async def test_part_above_20_mib_is_refused(ecr: ECRClient) -> None:
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    with pytest.raises(ClientError) as exc:
+        await upload_part(ecr, upload_id, 0, bytes(20 * MIB + 1))
+    assert error_code(exc) == "InvalidLayerPartException"
+
+
+@pytest.mark.parametrize(
+    ("parts", "claimed", "code"),
+    [
+        ([], None, "EmptyUploadException"),
+        ([b"a" * 10, b"b" * 10], None, "LayerPartTooSmallException"),
+        ([b"a" * 10], digest_of(b"something else"), "InvalidLayerException"),
+    ],
+)
+async def test_complete_enforces_ecr_rules(
+    ecr: ECRClient, parts: list[bytes], claimed: str | None, code: str
+) -> None:
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    offset = 0
+    for part in parts:
+        await upload_part(ecr, upload_id, offset, part)
+        offset += len(part)
+    digest = claimed or digest_of(b"".join(parts))
+    with pytest.raises(ClientError) as exc:
+        await ecr.complete_layer_upload(
+            repositoryName=REPO, uploadId=upload_id, layerDigests=[digest]
+        )
+    assert error_code(exc) == code
+
+
+async def test_unknown_and_completed_uploads_are_not_found(ecr: ECRClient) -> None:
+    with pytest.raises(ClientError) as part:
+        await upload_part(ecr, "no-such-upload", 0, b"x")
+    assert error_code(part) == "UploadNotFoundException"
+    with pytest.raises(ClientError) as complete:
+        await ecr.complete_layer_upload(
+            repositoryName=REPO, uploadId="no-such-upload", layerDigests=[digest_of(b"x")]
+        )
+    assert error_code(complete) == "UploadNotFoundException"
+
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    await upload_part(ecr, upload_id, 0, b"x")
+    await ecr.complete_layer_upload(
+        repositoryName=REPO, uploadId=upload_id, layerDigests=[digest_of(b"x")]
+    )
+    with pytest.raises(ClientError) as after:
+        await upload_part(ecr, upload_id, 1, b"y")
+    assert error_code(after) == "UploadNotFoundException"
+
+
+async def test_layer_already_exists(ecr: ECRClient) -> None:
+    await push_layer(ecr, b"layer")
+    with pytest.raises(ClientError) as exc:
+        await push_layer(ecr, b"layer")
+    assert error_code(exc) == "LayerAlreadyExistsException"
+
+
+async def test_unknown_repository_is_not_found_on_every_operation(ecr: ECRClient) -> None:
+    other = "does-not-exist"
+    digest = digest_of(b"x")
+    calls = [
+        ecr.describe_repositories(repositoryNames=[other]),
+        ecr.batch_check_layer_availability(repositoryName=other, layerDigests=[digest]),
+        ecr.initiate_layer_upload(repositoryName=other),
+        ecr.upload_layer_part(
+            repositoryName=other,
+            uploadId="u",
+            partFirstByte=0,
+            partLastByte=0,
+            layerPartBlob=b"x",
+        ),
+        ecr.complete_layer_upload(repositoryName=other, uploadId="u", layerDigests=[digest]),
+        ecr.put_image(repositoryName=other, imageManifest="{}", imageTag="t"),
+        ecr.batch_get_image(repositoryName=other, imageIds=[{"imageTag": "t"}]),
+        ecr.get_download_url_for_layer(repositoryName=other, layerDigest=digest),
+    ]
+    for call in calls:
+        with pytest.raises(ClientError) as exc:
+            await call
+        assert error_code(exc) == "RepositoryNotFoundException"
+
+
+async def test_repositories_are_created_on_first_use_only_when_configured(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running(tmp_path, auto_create_repositories=True) as registry,
+        ecr_client(registry) as ecr,
+    ):
+        await ecr.initiate_layer_upload(repositoryName="fresh/repo")
+        described = await ecr.describe_repositories()
+    assert [r["repositoryName"] for r in described["repositories"]] == ["fresh/repo"]
+
+
+async def test_create_repository_validates_the_name(ecr: ECRClient) -> None:
+    with pytest.raises(ClientError) as exists:
+        await ecr.create_repository(repositoryName=REPO)
+    assert error_code(exists) == "RepositoryAlreadyExistsException"
+    for bad in ["Upper", "trailing-", "a//b", "x" * 257]:
+        with pytest.raises(ClientError) as invalid:
+            await ecr.create_repository(repositoryName=bad)
+        assert error_code(invalid) == "InvalidParameterException", bad
+
+
+async def test_unsigned_requests_are_refused(registry: LocalRegistry) -> None:
+    headers = {
+        "X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
+        "Content-Type": "application/x-amz-json-1.1",
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(registry.url + "/", data=b"{}", headers=headers) as resp,
+    ):
+        assert resp.status == 403
+        body = await resp.json(content_type=None)
+    assert body["__type"] == "MissingAuthenticationTokenException"
+
+
+async def test_missing_layers_are_failures_by_default(ecr: ECRClient) -> None:
+    present = await push_layer(ecr, b"present")
+    missing = digest_of(b"missing")
+    answer = await ecr.batch_check_layer_availability(
+        repositoryName=REPO, layerDigests=[present, missing, "sha256:nothex"]
+    )
+    assert [
+        (x["layerDigest"], x["layerAvailability"], x["layerSize"]) for x in answer["layers"]
+    ] == [(present, "AVAILABLE", 7)]
+    assert [(f["layerDigest"], f["failureCode"]) for f in answer["failures"]] == [
+        (missing, "MissingLayerDigest"),
+        ("sha256:nothex", "InvalidLayerDigest"),
+    ]
+
+
+async def test_missing_layers_can_be_reported_unavailable(tmp_path: Path) -> None:
+    async with (
+        running(tmp_path, missing_as_unavailable=True, auto_create_repositories=True) as reg,
+        ecr_client(reg) as ecr,
+    ):
+        missing = digest_of(b"missing")
+        answer = await ecr.batch_check_layer_availability(
+            repositoryName=REPO, layerDigests=[missing]
+        )
+    assert answer["failures"] == []
+    assert [(x["layerDigest"], x["layerAvailability"]) for x in answer["layers"]] == [
+        (missing, "UNAVAILABLE")
+    ]
+
+
+async def test_put_image_requires_its_layers_and_can_be_fetched(ecr: ECRClient) -> None:
+    config = await push_layer(ecr, b"{}")
+    layer = await push_layer(ecr, b"layer bytes")
+    manifest = (
+        '{"schemaVersion": 2, '
+        '"mediaType": "application/vnd.oci.image.manifest.v1+json", '
+        f'"config": {{"mediaType": "application/vnd.oci.image.config.v1+json", '
+        f'"digest": "{config}", "size": 2}}, '
+        f'"layers": [{{"mediaType": "application/vnd.oci.image.layer.v1.tar", '
+        f'"digest": "{layer}", "size": 11}}]}}'
+    )
+    with pytest.raises(ClientError) as missing:
+        await ecr.put_image(
+            repositoryName=REPO,
+            imageManifest=manifest.replace(layer, digest_of(b"never pushed")),
+            imageTag="v1",
+        )
+    assert error_code(missing) == "LayersNotFoundException"
+
+    put = await ecr.put_image(repositoryName=REPO, imageManifest=manifest, imageTag="v1")
+    assert put["image"]["imageId"] == {
+        "imageDigest": digest_of(manifest.encode()),
+        "imageTag": "v1",
+    }
+    assert put["image"]["imageManifestMediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    with pytest.raises(ClientError) as again:
+        await ecr.put_image(repositoryName=REPO, imageManifest=manifest, imageTag="v1")
+    assert error_code(again) == "ImageAlreadyExistsException"
+
+    got = await ecr.batch_get_image(
+        repositoryName=REPO, imageIds=[{"imageTag": "v1"}, {"imageTag": "absent"}]
+    )
+    assert [i["imageManifest"] for i in got["images"]] == [manifest]
+    assert [f["failureCode"] for f in got["failures"]] == ["ImageNotFound"]
+    with pytest.raises(ClientError) as not_json:
+        await ecr.put_image(repositoryName=REPO, imageManifest="not json", imageTag="v2")
+    assert error_code(not_json) == "InvalidParameterException"
+
+
+async def test_unknown_layer_has_no_download_url(ecr: ECRClient) -> None:
+    with pytest.raises(ClientError) as exc:
+        await ecr.get_download_url_for_layer(repositoryName=REPO, layerDigest=digest_of(b"?"))
+    assert error_code(exc) == "LayersNotFoundException"
+
+
+async def test_throttle_fault(registry: LocalRegistry, ecr: ECRClient) -> None:
+    await set_faults(registry, "throttle-every=2")
+    await ecr.describe_repositories()
+    with pytest.raises(ClientError) as exc:
+        await ecr.describe_repositories()
+    assert error_code(exc) == "ThrottlingException"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    await ecr.describe_repositories()
+    assert (await stats(registry))["faults_injected"] == {"throttle-every": 1}
+
+
+async def test_server_error_fault_does_not_apply_the_part(
+    registry: LocalRegistry, ecr: ECRClient
+) -> None:
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    await set_faults(registry, "server-error-every=1")
+    with pytest.raises(ClientError) as exc:
+        await upload_part(ecr, upload_id, 0, b"x" * 10)
+    assert error_code(exc) == "ServerException"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    await set_faults(registry)
+    assert await upload_part(ecr, upload_id, 0, b"x" * 10) == 9
+    seen = await stats(registry)
+    assert seen["faults_injected"] == {"server-error-every": 1}
+    assert seen["parts_received"] == 1
+
+
+async def test_drop_after_apply_fault_applies_then_hangs_up(
+    registry: LocalRegistry, ecr: ECRClient
+) -> None:
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    await set_faults(registry, "drop-after-apply-every=1")
+    with pytest.raises(ConnectionClosedError):
+        await upload_part(ecr, upload_id, 0, b"x" * 10)
+    await set_faults(registry)
+    with pytest.raises(ClientError) as retry:
+        await upload_part(ecr, upload_id, 0, b"x" * 10)
+    assert error_code(retry) == "InvalidLayerPartException"
+    assert retry.value.response.get("lastValidByteReceived") == 9
+    assert (await stats(registry))["faults_injected"] == {"drop-after-apply-every": 1}
+
+
+async def test_non_json_and_forget_upload_faults(registry: LocalRegistry, ecr: ECRClient) -> None:
+    await set_faults(registry, "non-json-every=1")
+    # botocore does not fail on a 200 HTML page: the answer just lacks its members,
+    # which is why clients must check the members they rely on.
+    answer = await ecr.describe_repositories()
+    assert "repositories" not in answer
+
+    await set_faults(registry, "forget-upload-after=1")
+    upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    await upload_part(ecr, upload_id, 0, b"x")
+    with pytest.raises(ClientError) as exc:
+        await upload_part(ecr, upload_id, 1, b"y")
+    assert error_code(exc) == "UploadNotFoundException"
+    assert (await stats(registry))["faults_injected"] == {
+        "non-json-every": 1,
+        "forget-upload-after": 1,
+    }
+
+
+async def test_refusal_window_then_recovery(registry: LocalRegistry, ecr: ECRClient) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{registry.url}/_faults/refuse?seconds=0.3") as resp,
+    ):
+        assert resp.status == 200
+    await asyncio.sleep(0.05)
+    with pytest.raises((EndpointConnectionError, ConnectionClosedError)):
+        await ecr.describe_repositories()
+    with pytest.raises(EndpointConnectionError):
+        await ecr.describe_repositories()
+    await asyncio.sleep(0.4)
+    await ecr.describe_repositories()
+
+
+async def test_stats_see_concurrency_and_overlap(registry: LocalRegistry, ecr: ECRClient) -> None:
+    first = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    second = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+    await set_faults(registry, "latency=0.2")
+    results = await asyncio.gather(
+        upload_part(ecr, first, 0, b"a"),
+        upload_part(ecr, second, 0, b"b"),
+        upload_part(ecr, second, 0, b"b"),
+        return_exceptions=True,
+    )
+    seen = await stats(registry)
+    assert seen["max_concurrent_uploads"] == 2
+    assert seen["overlapping_requests_same_upload"] == 1
+    # The same part twice: one applies, the other is out of order.
+    assert sum(isinstance(r, ClientError) for r in results) == 1
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{registry.url}/_stats/reset") as resp,
+    ):
+        assert resp.status == 200
+    assert (await stats(registry))["requests"] == {}
+
+
+async def test_bad_fault_specs_are_refused(registry: LocalRegistry) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{registry.url}/_faults", json=["throttle-every=0"]) as resp,
+    ):
+        assert resp.status == 400
+
+
+@pytest.mark.parametrize(
+    ("spec", "fault"),
+    [
+        ("throttle-every=3", Fault(FaultKind.THROTTLE, 3)),
+        ("server-error-every=1", Fault(FaultKind.SERVER_ERROR, 1)),
+        ("drop-after-apply-every=4", Fault(FaultKind.DROP_AFTER_APPLY, 4)),
+        ("latency=0.25", Fault(FaultKind.LATENCY, 0.25)),
+        ("forget-upload-after=2", Fault(FaultKind.FORGET_UPLOAD, 2)),
+        ("non-json-every=5", Fault(FaultKind.NON_JSON, 5)),
+        ("refuse-for=1.5", Fault(FaultKind.REFUSE, 1.5)),
+    ],
+)
+def test_parse_fault(spec: str, fault: Fault) -> None:
+    assert parse_fault(spec) == fault
+    assert parse_fault(fault.spec) == fault
+
+
+@pytest.mark.parametrize(
+    "spec", ["", "throttle-every", "throttle-every=0", "throttle-every=x", "latency=-1", "nope=1"]
+)
+def test_parse_fault_rejects_bad_specs(spec: str) -> None:
+    with pytest.raises(ValueError, match="fault"):
+        parse_fault(spec)
+
+
+def test_cli_arguments_build_the_config(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        [
+            *("--storage", str(tmp_path), "--port", "5000", "--auto-create-repositories"),
+            *("--fault", "latency=0.1", "--fault", "throttle-every=2"),
+        ]
+    )
+    assert config_from_args(args) == LocalRegistryConfig(
+        storage=tmp_path,
+        port=5000,
+        auto_create_repositories=True,
+        faults=("latency=0.1", "throttle-every=2"),
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--storage", str(tmp_path), "--fault", "bogus=1"])
+
+
+async def test_layers_survive_a_restart(tmp_path: Path) -> None:
+    async with running(tmp_path) as registry, ecr_client(registry) as ecr:
+        await ecr.create_repository(repositoryName=REPO)
+        digest = await push_layer(ecr, b"kept")
+    async with running(tmp_path) as registry, ecr_client(registry) as ecr:
+        answer = await ecr.batch_check_layer_availability(
+            repositoryName=REPO, layerDigests=[digest]
+        )
+    assert [x["layerAvailability"] for x in answer["layers"]] == ["AVAILABLE"]
+
+
+async def test_serve_forever_announces_its_url_and_stops_when_cancelled(tmp_path: Path) -> None:
+    announced: asyncio.Queue[str] = asyncio.Queue()
+    config = LocalRegistryConfig(storage=tmp_path, faults=("latency=0",))
+    task = asyncio.create_task(serve_forever(config, announced.put_nowait))
+    try:
+        url = await asyncio.wait_for(announced.get(), timeout=5)
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/_stats") as resp:
+            assert resp.status == 200
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -1,0 +1,243 @@
+"""The layer push operations, with the rules ECR enforces on them.
+
+The rules are the point: a client that passes here must pass against ECR, so each
+check answers with the error code and modeled fields ECR uses for that failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+
+from . import params
+from .catalog import Catalog, Repository, StoredLayer, is_digest
+from .protocol import REGISTRY_ID, ApiCall, EcrError, JsonObject
+from .stats import RegistryStats
+from .store import THREAD_THRESHOLD, BlobStore, UploadSession
+
+#: ECR refuses parts above 20 MiB and, on completion, any part but the last below 5 MiB.
+MAX_PART_BYTES = 20 * 1024 * 1024
+MIN_PART_BYTES = 5 * 1024 * 1024
+
+
+class LayerOperations:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: BlobStore,
+        stats: RegistryStats,
+        *,
+        part_size: int,
+        missing_as_unavailable: bool,
+    ) -> None:
+        self._catalog = catalog
+        self._store = store
+        self._stats = stats
+        self._part_size = part_size
+        self._missing_as_unavailable = missing_as_unavailable
+
+    def _repository(self, call: ApiCall) -> Repository:
+        return self._catalog.get(call.body.get("repositoryName"), call.body.get("registryId"))
+
+    async def batch_check_layer_availability(self, call: ApiCall) -> JsonObject:
+        """Reports each digest; a missing one is a failure, or UNAVAILABLE if configured.
+
+        Real ECR answers both ways, so the server can be told which to use.
+        """
+        repository = self._repository(call)
+        layers: list[JsonObject] = []
+        failures: list[JsonObject] = []
+        for digest in params.string_list(call.body, "layerDigests", low=1, high=100):
+            stored = repository.layers.get(digest)
+            if stored is not None:
+                layers.append(_layer(digest, "AVAILABLE", stored))
+            elif not is_digest(digest):
+                failures.append(_failure(digest, "InvalidLayerDigest", "Invalid layer digest"))
+            elif self._missing_as_unavailable:
+                layers.append({"layerDigest": digest, "layerAvailability": "UNAVAILABLE"})
+            else:
+                failures.append(_failure(digest, "MissingLayerDigest", "Requested layer not found"))
+        return {"layers": layers, "failures": failures}
+
+    async def initiate_layer_upload(self, call: ApiCall) -> JsonObject:
+        repository = self._repository(call)
+        session = self._store.start_upload(repository.name)
+        return {"uploadId": session.upload_id, "partSize": self._part_size}
+
+    async def upload_layer_part(self, call: ApiCall) -> JsonObject:
+        repository = self._repository(call)
+        upload_id = params.string(call.body, "uploadId")
+        first = params.integer(call.body, "partFirstByte")
+        last = params.integer(call.body, "partLastByte")
+        data = await _decode_blob(params.string(call.body, "layerPartBlob"))
+        async with self._locked_upload(repository, upload_id) as session:
+            _check_part(repository, session, first, last, len(data))
+            await self._store.append(session, data)
+            last_byte = session.received - 1
+        self._stats.part_received(len(data))
+        return {
+            "registryId": REGISTRY_ID,
+            "repositoryName": repository.name,
+            "uploadId": upload_id,
+            "lastByteReceived": last_byte,
+        }
+
+    async def complete_layer_upload(self, call: ApiCall) -> JsonObject:
+        repository = self._repository(call)
+        upload_id = params.string(call.body, "uploadId")
+        digests = params.string_list(call.body, "layerDigests", low=1, high=1)
+        digest = digests[0]
+        if not is_digest(digest):
+            raise params.invalid("layerDigests", "must be sha256:<64 hex digits>")
+        async with self._locked_upload(repository, upload_id) as session:
+            _check_complete(repository, session, digest)
+            if digest in repository.layers:
+                # The upload can never complete now, so its bytes go at once.
+                self._store.forget(upload_id)
+                raise EcrError(
+                    "LayerAlreadyExistsException",
+                    f"The layer '{digest}' already exists in the repository with name "
+                    f"'{repository.name}' in registry with id '{REGISTRY_ID}'",
+                )
+            size = session.received
+            self._store.commit(session)
+        repository.layers[digest] = StoredLayer(size)
+        self._catalog.save()
+        self._stats.completed[f"{repository.name}@{digest}"] += 1
+        return {
+            "registryId": REGISTRY_ID,
+            "repositoryName": repository.name,
+            "uploadId": upload_id,
+            "layerDigest": digest,
+        }
+
+    async def get_download_url_for_layer(self, call: ApiCall) -> JsonObject:
+        repository = self._repository(call)
+        digest = params.string(call.body, "layerDigest")
+        if not is_digest(digest):
+            raise params.invalid("layerDigest", "must be sha256:<64 hex digits>")
+        if digest not in repository.layers:
+            raise EcrError(
+                "LayersNotFoundException",
+                f"The image layer '{digest}' does not exist in the repository with name "
+                f"'{repository.name}' in the registry with id '{REGISTRY_ID}'",
+            )
+        url = f"{call.base_url}/blobs/{repository.name}/{digest}"
+        return {"downloadUrl": url, "layerDigest": digest}
+
+    @asynccontextmanager
+    async def _locked_upload(
+        self, repository: Repository, upload_id: str
+    ) -> AsyncIterator[UploadSession]:
+        """Holds the upload's lock, re-checking the upload still exists once held.
+
+        A request that waited for the lock may find the upload completed or forgotten
+        by the request before it; it must then see UploadNotFoundException.
+        """
+        session = self._find_upload(repository, upload_id)
+        async with session.lock:
+            if self._find_upload(repository, upload_id) is not session:
+                raise _upload_not_found(repository, upload_id)
+            yield session
+
+    def _find_upload(self, repository: Repository, upload_id: str) -> UploadSession:
+        session = self._store.find_upload(upload_id)
+        if session is None or session.repository != repository.name:
+            raise _upload_not_found(repository, upload_id)
+        return session
+
+
+def _check_part(
+    repository: Repository, session: UploadSession, first: int, last: int, size: int
+) -> None:
+    """Parts must arrive in order, contiguous, and as long as their byte range says.
+
+    ``lastValidByteReceived`` is the offset of the last byte stored (-1 before any):
+    a client whose answer was lost resumes from ``lastValidByteReceived + 1``.
+    """
+    if first != session.received:
+        problem = f"partFirstByte {first} is not the next byte expected ({session.received})"
+    elif last - first + 1 != size:
+        problem = f"part range {first}-{last} does not match the {size} bytes sent"
+    elif size == 0:
+        problem = "the part is empty"
+    elif size > MAX_PART_BYTES:
+        problem = f"the part is {size} bytes; the largest allowed is {MAX_PART_BYTES}"
+    else:
+        return
+    raise EcrError(
+        "InvalidLayerPartException",
+        f"Layer part rejected: {problem}",
+        registryId=REGISTRY_ID,
+        repositoryName=repository.name,
+        uploadId=session.upload_id,
+        lastValidByteReceived=session.received - 1,
+    )
+
+
+def _check_complete(repository: Repository, session: UploadSession, digest: str) -> None:
+    if not session.part_sizes:
+        raise EcrError(
+            "EmptyUploadException", f"The upload '{session.upload_id}' received no parts"
+        )
+    if any(size < MIN_PART_BYTES for size in session.part_sizes[:-1]):
+        raise EcrError(
+            "LayerPartTooSmallException",
+            f"Every part but the last must be at least {MIN_PART_BYTES} bytes; "
+            f"parts were {session.part_sizes}",
+        )
+    if session.digest() != digest:
+        raise EcrError(
+            "InvalidLayerException",
+            f"The layer digest calculated for the upload ({session.digest()}) does not "
+            f"match the digest provided ({digest})",
+        )
+
+
+async def _decode_blob(encoded: str) -> bytes:
+    """Decodes a base64 part, off the event loop when it is large (up to ~27 MB)."""
+    try:
+        if len(encoded) > THREAD_THRESHOLD:
+            return await anyio.to_thread.run_sync(_strict_b64decode, encoded)
+        return _strict_b64decode(encoded)
+    except binascii.Error as exc:
+        raise params.invalid("layerPartBlob", f"must be base64 ({exc})") from exc
+
+
+def _strict_b64decode(encoded: str) -> bytes:
+    """Decodes in slices: one call on 27 MB holds the GIL for ~0.1 s, stalling the loop.
+
+    Slices are a multiple of 4 characters so each decodes on its own; padding is only
+    allowed at the very end, as it would be for a whole decode.
+    """
+    if len(encoded) % 4 or "=" in encoded[:-2]:
+        raise binascii.Error("not canonical base64")
+    step = 4 * 256 * 1024
+    return b"".join(
+        base64.b64decode(encoded[i : i + step], validate=True) for i in range(0, len(encoded), step)
+    )
+
+
+def _upload_not_found(repository: Repository, upload_id: str) -> EcrError:
+    return EcrError(
+        "UploadNotFoundException",
+        f"The upload with id '{upload_id}' does not exist in the repository with name "
+        f"'{repository.name}' in the registry with id '{REGISTRY_ID}'",
+    )
+
+
+def _layer(digest: str, availability: str, stored: StoredLayer) -> JsonObject:
+    return {
+        "layerDigest": digest,
+        "layerAvailability": availability,
+        "layerSize": stored.size,
+        "mediaType": stored.media_type,
+    }
+
+
+def _failure(digest: str, code: str, reason: str) -> JsonObject:
+    return {"layerDigest": digest, "failureCode": code, "failureReason": reason}

@@ -1,0 +1,100 @@
+"""The AWS JSON 1.1 framing ECR speaks, as botocore sends and parses it.
+
+Everything here is about the wire: which header names the operation, how a result and
+an error are framed, which status an error carries. botocore finds the error name in
+``__type`` and copies the other fields of a modeled error (``lastValidByteReceived``
+of ``InvalidLayerPartException``, for instance) to the top level of
+``ClientError.response``, so errors must carry those fields exactly as modeled.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+SIGV4_SCHEME = "AWS4-HMAC-SHA256"
+
+#: A fixed account id: ECR registry ids are 12-digit AWS account ids.
+REGISTRY_ID = "000000000000"
+REGION = "us-east-1"
+
+JsonObject = dict[str, Any]
+
+
+class EcrError(Exception):
+    """An error answer, named as ECR names it so clients can branch on the code.
+
+    ``fields`` are the modeled members of the error shape besides ``message``; they
+    reach the client at the top level of ``ClientError.response``.
+    """
+
+    def __init__(self, code: str, message: str, *, status: int = 400, **fields: object) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.fields = fields
+
+    def to_json(self) -> JsonObject:
+        return {"__type": self.code, "message": self.message, **self.fields}
+
+
+def operation_name(target: str | None) -> str:
+    """Returns the operation named by ``X-Amz-Target``.
+
+    AWS answers an unknown target with ``UnknownOperationException``; the caller
+    decides whether the name is one it implements.
+    """
+    if not target or not target.startswith(TARGET_PREFIX):
+        raise EcrError("UnknownOperationException", f"unknown target {target!r}")
+    return target.removeprefix(TARGET_PREFIX)
+
+
+def is_signed(request: web.Request) -> bool:
+    """True if the request carries a SigV4 ``Authorization`` header.
+
+    Signatures are not verified (any credentials are accepted); the check exists so a
+    client that forgot to sign, or signs with the wrong scheme, fails here as it would
+    against ECR instead of passing silently.
+    """
+    return request.headers.get("Authorization", "").startswith(SIGV4_SCHEME)
+
+
+def decode_body(raw: bytes) -> JsonObject:
+    """Parses a request body; an empty body is an empty input, as botocore sends it."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise EcrError("SerializationException", f"request body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise EcrError("SerializationException", "request body must be a JSON object")
+    return value
+
+
+def _headers() -> dict[str, str]:
+    return {"Content-Type": CONTENT_TYPE, "x-amzn-RequestId": str(uuid.uuid4())}
+
+
+def result_response(result: JsonObject) -> web.Response:
+    return web.Response(status=200, body=json.dumps(result).encode(), headers=_headers())
+
+
+def error_response(error: EcrError) -> web.Response:
+    return web.Response(
+        status=error.status, body=json.dumps(error.to_json()).encode(), headers=_headers()
+    )
+
+
+class ApiCall:
+    """One decoded request: its members, and the address the client reached us at."""
+
+    def __init__(self, body: JsonObject, base_url: str) -> None:
+        self.body = body
+        self.base_url = base_url
