@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import anyio
 from anyio.abc import ObjectReceiveStream
@@ -94,7 +94,11 @@ class UploadEngine:
         try:
             layer = LayerFile.open(job.path)
             size = layer.size
-            digest = await hash_layer(layer, self.budget)
+            if job.known_digest is not None and job.known_identity == layer.identity:
+                digest = job.known_digest  # hashed by an earlier run; the file is unchanged
+            else:
+                digest = await hash_layer(layer, self.budget)
+                job = replace(job, known_digest=None, resume=None)  # never mix old and new
             self.observer.layer_hashed(job, digest, size)
             push = LayerPush(self.context, job, layer, digest)
             outcome, error = await push.run(), None

@@ -62,15 +62,19 @@ class LayerPush:
 
     async def run(self) -> Outcome:
         """Make the layer present in the repository; raise ``UploaderError`` if it cannot be."""
+        resume = self.job.resume
         if not await self._is_missing():
-            return Outcome.EXISTS
+            # After a crash, a layer whose completion was answered but not
+            # recorded is found here: it was uploaded, by us.
+            return Outcome.UPLOADED if resume is not None else Outcome.EXISTS
         while True:
-            session = await self._retrying(
-                partial(self.context.registry.start_upload, self.job.repository)
-            )
-            self.context.observer.upload_started(self.job, session.upload_id, session.part_size)
+            if resume is not None:
+                session = UploadSession(self.job.repository, resume.upload_id, resume.part_size)
+                start, resume = resume.next_byte, None
+            else:
+                session, start = await self._start_upload(), 0
             try:
-                await self._send_all_parts(session)
+                await self._send_all_parts(session, start)
                 self.layer.check_unchanged()
                 await self._retrying(
                     partial(self.context.registry.complete_upload, session, self.digest)
@@ -84,19 +88,27 @@ class LayerPush:
                 continue
             return Outcome.UPLOADED
 
+    async def _start_upload(self) -> UploadSession:
+        offered = await self._retrying(
+            partial(self.context.registry.start_upload, self.job.repository)
+        )
+        part_size = choose_part_size(
+            self.layer.size, requested=self.context.part_size, registry_default=offered.part_size
+        )
+        session = UploadSession(offered.repository, offered.upload_id, part_size)
+        self.context.observer.upload_started(self.job, session.upload_id, part_size)
+        return session
+
     async def _is_missing(self) -> bool:
         missing = await self._retrying(
             partial(self.context.registry.missing_layers, self.job.repository, [self.digest])
         )
         return self.digest in missing
 
-    async def _send_all_parts(self, session: UploadSession) -> None:
-        part_size = choose_part_size(
-            self.layer.size, requested=self.context.part_size, registry_default=session.part_size
-        )
-        position = 0
+    async def _send_all_parts(self, session: UploadSession, start: int) -> None:
+        position = start
         for _ in range(MAX_RESYNCS_PER_UPLOAD):
-            position = await self._send_from(session, part_size, position)
+            position = await self._send_from(session, position)
             if position >= self.layer.size:
                 return
         raise TransientRegistryError(
@@ -105,14 +117,14 @@ class LayerPush:
             code="UploadPositionUnstable",
         )
 
-    async def _send_from(self, session: UploadSession, part_size: int, start: int) -> int:
+    async def _send_from(self, session: UploadSession, start: int) -> int:
         """Send parts from byte ``start`` until done or the registry moves us elsewhere.
 
         Returns the byte the registry wants next: the layer size when done.
         """
         budget = self.context.budget
         send, receive = anyio.create_memory_object_stream[Part](self.context.read_ahead_parts)
-        ranges = part_ranges(self.layer.size, part_size, start)
+        ranges = part_ranges(self.layer.size, session.part_size, start)
         position = start
         try:
             async with anyio.create_task_group() as reading:

@@ -17,11 +17,37 @@ from uploaderd.parts import MIB
 
 
 @dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What says a file is still the one that was hashed: size, mtime and inode."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """An upload a previous run left unfinished, as far as the registry confirmed it."""
+
+    upload_id: str
+    part_size: int
+    next_byte: int
+
+
+@dataclass(frozen=True, slots=True)
 class LayerJob:
-    """One file to push to one repository."""
+    """One file to push to one repository.
+
+    A daemon that restarts after a crash passes what it already knows: the
+    digest of the file as it was (trusted only while the file's identity is
+    unchanged) and the upload to continue.
+    """
 
     path: Path
     repository: str
+    known_digest: str | None = None
+    known_identity: FileIdentity | None = None
+    resume: ResumePoint | None = None
 
 
 class Outcome(enum.StrEnum):

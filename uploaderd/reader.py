@@ -24,6 +24,7 @@ from anyio.abc import ObjectSendStream
 from uploaderd.budget import ByteBudget
 from uploaderd.errors import LayerChangedError, LayerFileError
 from uploaderd.parts import PartRange, layer_size_problem
+from uploaderd.progress import FileIdentity
 
 HASH_CHUNK_SIZE = 4 * 1024 * 1024
 
@@ -70,6 +71,10 @@ class LayerFile:
         layer = cls(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
         layer.check_readable()
         return layer
+
+    @property
+    def identity(self) -> FileIdentity:
+        return FileIdentity(self.size, self.mtime_ns, self.inode)
 
     def check_readable(self) -> None:
         """Open the file once so a permission problem is reported before any request."""

@@ -24,7 +24,7 @@ from uploaderd.errors import (
     UploadNotFoundError,
 )
 from uploaderd.parts import MIB
-from uploaderd.progress import LayerJob, Outcome
+from uploaderd.progress import FileIdentity, LayerJob, Outcome, ResumePoint
 from uploaderd.registry.base import UploadSession
 from uploaderd.retry import RetryPolicy
 
@@ -70,7 +70,7 @@ class MemoryRegistry:
         busy = sum(1 for n in self.in_flight.values() if n)
         self.max_uploads_in_flight = max(self.max_uploads_in_flight, busy)
         try:
-            await anyio.sleep(0.002)
+            await anyio.sleep(0.005)
             if uid not in self.uploads:
                 raise UploadNotFoundError("gone", code="UploadNotFoundException")
             received = self.uploads[uid]
@@ -114,10 +114,11 @@ def engine_for(registry: MemoryRegistry, **overrides: object) -> UploadEngine:
 
 async def test_layers_arrive_whole_with_parts_strictly_in_order(tmp_path: Path) -> None:
     registry = MemoryRegistry()
-    layers = [make_layer(tmp_path, f"l{i}", size) for i, size in enumerate([1, 11 * MIB, 7 * MIB])]
-    engine = engine_for(registry, concurrency=3)
+    sizes = [1, 11 * MIB, 16 * MIB, 16 * MIB]
+    layers = [make_layer(tmp_path, f"l{i}", size) for i, size in enumerate(sizes)]
+    engine = engine_for(registry, concurrency=4)
     results = await engine.push_all(LayerJob(path, "team/app") for path, _ in layers)
-    assert [r.outcome for r in results] == [Outcome.UPLOADED] * 3
+    assert [r.outcome for r in results] == [Outcome.UPLOADED] * 4
     for (path, digest), result in zip(layers, results, strict=True):
         assert result.digest == digest
         assert registry.layers[digest] == path.read_bytes()
@@ -210,3 +211,57 @@ async def test_registry_moving_the_position_back_is_followed_without_leaking_bud
     for path, digest in layers:
         assert registry.layers[digest] == path.read_bytes()
     assert engine.budget.held == 0
+
+
+async def test_resume_continues_an_earlier_upload_without_resending(tmp_path: Path) -> None:
+    registry = MemoryRegistry()
+    path, digest = make_layer(tmp_path, "l", 16 * MIB)
+    data = path.read_bytes()
+    session = await registry.start_upload("r1")
+    await registry.upload_part(session, 0, data[: 5 * MIB])
+    await registry.upload_part(session, 5 * MIB, data[5 * MIB : 10 * MIB])  # answer "lost"
+    st = path.stat()
+    job = LayerJob(
+        path,
+        "r1",
+        known_digest=digest,
+        known_identity=FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino),
+        resume=ResumePoint(session.upload_id, 5 * MIB, next_byte=5 * MIB),
+    )
+    result = await engine_for(registry).push_layer(job)
+    assert result.outcome is Outcome.UPLOADED, result.error
+    assert registry.layers[digest] == data
+    assert registry.parts_sent == 2 + 2  # the registry's position was followed, not resent
+    assert registry.uploads_started == 1
+
+
+async def test_resume_of_a_forgotten_upload_starts_over(tmp_path: Path) -> None:
+    registry = MemoryRegistry()
+    path, digest = make_layer(tmp_path, "l", 6 * MIB)
+    st = path.stat()
+    job = LayerJob(
+        path,
+        "r1",
+        known_digest=digest,
+        known_identity=FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino),
+        resume=ResumePoint("upload-expired", 5 * MIB, next_byte=5 * MIB),
+    )
+    result = await engine_for(registry).push_layer(job)
+    assert result.outcome is Outcome.UPLOADED, result.error
+    assert registry.layers[digest] == path.read_bytes()
+
+
+async def test_changed_file_is_rehashed_not_resumed(tmp_path: Path) -> None:
+    registry = MemoryRegistry()
+    path, old_digest = make_layer(tmp_path, "l", 6 * MIB)
+    job = LayerJob(
+        path,
+        "r1",
+        known_digest=old_digest,
+        known_identity=FileIdentity(6 * MIB, 1, 1),  # not the file on disk any more
+        resume=ResumePoint("upload-old", 5 * MIB, next_byte=5 * MIB),
+    )
+    result = await engine_for(registry).push_layer(job)
+    assert result.outcome is Outcome.UPLOADED
+    assert result.digest == old_digest  # same bytes, but recomputed rather than trusted
+    assert registry.uploads_started == 1

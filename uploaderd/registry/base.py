@@ -16,7 +16,11 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class UploadSession:
-    """An upload the registry has opened for one layer."""
+    """An upload the registry has opened for one layer.
+
+    ``part_size`` is the registry's offer as ``start_upload`` returns it; the
+    engine replaces it with the size it chose under ECR's rules.
+    """
 
     repository: str
     upload_id: str

@@ -1,0 +1,51 @@
+"""``python -m benchmarks [NAME ...] [--quick]``: run benchmarks, print and record figures.
+
+Each benchmark is one module with ``run(quick=...) -> list[Figure]``; this dispatcher
+only chooses which to run and appends their figures to RESULTS.md with the exact
+command, so a row can always be reproduced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+
+from benchmarks import concurrency, harness, push
+from benchmarks.harness import Figure
+
+BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
+    push.NAME: push.run,
+    concurrency.NAME: concurrency.run,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Run uploaderd's benchmarks; figures are ratios against a reference "
+        "measured in the same run, appended to benchmarks/RESULTS.md.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    options = parser.parse_args(args)
+    unknown = [name for name in options.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    command = shlex.join(["python", "-m", "benchmarks", *args])
+    for name in options.names or list(BENCHMARKS):
+        figures = BENCHMARKS[name](quick=options.quick)
+        harness.append_results(figures, command)
+    print(f"\nrecorded in {harness.RESULTS_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

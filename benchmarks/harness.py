@@ -1,0 +1,260 @@
+"""What every benchmark needs: layers on disk, a registry process, a measured push, a record.
+
+The benchmarks drive the real ``uploaderd`` processes rather than calling the engine
+in-process, because what an operator gets is the process: its start-up, its event loop,
+its botocore serialisation and its resident memory all count. The figures are always
+ratios against a reference measured in the same run, since two noisy cores make
+absolute numbers from different runs incomparable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+MIB = 1024 * 1024
+#: os.urandom is called per chunk so generating a 256 MiB layer never holds 256 MiB.
+GENERATE_CHUNK = 4 * MIB
+REGISTRY_START_TIMEOUT = 30.0
+RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
+RESULTS_HEADER = """\
+# Benchmark results
+
+Appended by `python -m benchmarks`, one row per figure, never edited by hand.
+
+- **date**: when the run ended (UTC); **machine**: `uname -m` and the CPU count.
+- **figure**: what was measured; **value**: the measurement.
+- **reference**: what it is compared with, measured in the same run (a wire limit,
+  a budget, the concurrency-1 throughput); **ratio**: value / reference.
+- **target**: what the design promises; **met?**: whether this run met it.
+- **command**: exactly what was run, from the repository root with the venv's python.
+
+| date (UTC) | machine | benchmark | figure | value | reference | ratio | target | met? | command |
+|---|---|---|---|---|---|---|---|---|---|
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured figure and the same-run reference it is judged against."""
+
+    benchmark: str
+    name: str
+    value: float
+    reference: float
+    target: str
+    met: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.reference if self.reference else float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRun:
+    """A finished child process: how long it took and how much memory it held at most."""
+
+    returncode: int
+    wall_seconds: float
+    peak_rss_bytes: int
+    stdout: str
+    stderr: str
+
+
+def uploaderd_executable() -> str:
+    """The venv's console script; it is a Python script, so exec makes the child Python
+    itself (no shell or launcher in between whose memory we would measure instead)."""
+    beside = Path(sys.executable).with_name("uploaderd")
+    found = str(beside) if beside.exists() else shutil.which("uploaderd")
+    if found is None:
+        raise SystemExit("uploaderd is not installed in this environment")
+    return found
+
+
+def push_environment() -> dict[str, str]:
+    """Dummy credentials and no config files, so nothing on this host changes the run."""
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID="benchmark",
+        AWS_SECRET_ACCESS_KEY="benchmark",
+        AWS_REGION="us-east-1",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+    )
+    return env
+
+
+@contextmanager
+def temporary_layers(count: int, size: int) -> Iterator[list[Path]]:
+    """Incompressible layers on disk, deleted afterwards however the benchmark ends."""
+    with tempfile.TemporaryDirectory(prefix="uploaderd-bench-layers-") as directory:
+        paths = []
+        for index in range(count):
+            path = Path(directory) / f"layer-{index}.tar"
+            _write_random(path, size)
+            paths.append(path)
+        yield paths
+
+
+def _write_random(path: Path, size: int) -> None:
+    with path.open("wb") as out:
+        remaining = size
+        while remaining:
+            chunk = min(GENERATE_CHUNK, remaining)
+            out.write(os.urandom(chunk))
+            remaining -= chunk
+
+
+class RegistryProcess:
+    """A ``uploaderd local-registry`` child process with its own fresh storage."""
+
+    def __init__(self, url: str, process: subprocess.Popen[str]) -> None:
+        self.url = url
+        self.process = process
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/_stats", timeout=10) as answer:
+            stats: dict[str, Any] = json.load(answer)
+        return stats
+
+
+@contextmanager
+def local_registry(*extra_args: str) -> Iterator[RegistryProcess]:
+    """Starts the registry on a free port and waits for its 'listening on' line."""
+    with tempfile.TemporaryDirectory(prefix="uploaderd-bench-registry-") as storage:
+        argv = [
+            uploaderd_executable(),
+            "local-registry",
+            "--storage",
+            storage,
+            "--port",
+            "0",
+            "--auto-create-repositories",
+            *extra_args,
+        ]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            yield RegistryProcess(_await_listening(process), process)
+        finally:
+            _stop(process)
+
+
+def _await_listening(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + REGISTRY_START_TIMEOUT
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"local registry exited before listening (rc {process.wait()})")
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return match.group(1)
+    raise RuntimeError("local registry did not say it was listening in time")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def push_argv(
+    files: Sequence[Path],
+    *,
+    repository: str,
+    endpoint_url: str,
+    concurrency: int,
+    memory_budget: str,
+) -> list[str]:
+    return [
+        uploaderd_executable(),
+        "push",
+        "--repository",
+        repository,
+        "--endpoint-url",
+        endpoint_url,
+        "--concurrency",
+        str(concurrency),
+        "--memory-budget",
+        memory_budget,
+        "--json",
+        *(str(path) for path in files),
+    ]
+
+
+def run_measured(argv: Sequence[str], env: dict[str, str]) -> ChildRun:
+    """Runs a child and reaps it with wait4, so the peak RSS is that child's own.
+
+    Output goes to files, not pipes: a pipe nobody reads while we block in wait4 could
+    fill and stall the child, which would show up as a slow push.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        # ru_maxrss is in KiB on Linux.
+        return ChildRun(
+            process.returncode, wall, usage.ru_maxrss * 1024, _read_all(out), _read_all(err)
+        )
+
+
+def _read_all(stream: TextIO) -> str:
+    stream.seek(0)
+    return stream.read()
+
+
+def push_outcomes(stdout: str) -> list[str]:
+    """The outcome of each layer from ``uploaderd push --json`` (one object a line)."""
+    return [json.loads(line)["outcome"] for line in stdout.splitlines() if line.strip()]
+
+
+def completed_layers(stats: dict[str, Any]) -> int:
+    completed: dict[str, int] = stats.get("completed", {})
+    return sum(completed.values())
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def print_table(title: str, rows: Sequence[tuple[str, str]], out: TextIO = sys.stdout) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(f"\n{title}", file=out)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}", file=out)
+    out.flush()
+
+
+def append_results(figures: Sequence[Figure], command: str, path: Path = RESULTS_PATH) -> None:
+    """Appends one row per figure; the header is written once, when the file is new."""
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"| {date} | {machine()} | {f.benchmark} | {f.name} | {f.value:.1f} | "
+        f"{f.reference:.1f} | {f.ratio:.2f} | {f.target} | {'yes' if f.met else 'NO'} | "
+        f"`{command}` |\n"
+        for f in figures
+    ]
+    new = not path.exists()
+    with path.open("a", encoding="utf-8") as results:
+        if new:
+            results.write(RESULTS_HEADER)
+        results.writelines(lines)
