@@ -11,17 +11,21 @@ from pathlib import Path
 
 import anyio
 
-from uploaderd import localregistry
+from uploaderd import localregistry, logs
+from uploaderd.config import ENV_PREFIX, Settings, load_partial, load_settings
+from uploaderd.daemon import run_daemon
 from uploaderd.demo import run_demo
 from uploaderd.engine import EngineSettings, UploadEngine, all_succeeded
-from uploaderd.errors import ConfigurationError
+from uploaderd.errors import ConfigurationError, UploaderError, unwrap_group
 from uploaderd.naming import repository_name_problem
 from uploaderd.parts import MIB
 from uploaderd.progress import LayerJob, LayerResult, SilentObserver
 from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
 from uploaderd.report import result_line, result_record, summary_line
+from uploaderd.requeue import retry_failed
 from uploaderd.retry import RetryPolicy
 from uploaderd.sizes import parse_size
+from uploaderd.status import open_journal_read, show_status
 
 EXIT_OK = 0
 EXIT_LAYER_FAILED = 1
@@ -68,6 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve ECR's layer-push API (AWS JSON 1.1) from a local directory.",
     )
     localregistry.add_arguments(registry)
+    _add_run_command(commands)
+    status = commands.add_parser(
+        "status",
+        help="show the daemon's queue, uploads in flight and recent failures",
+        description="Read the daemon's journal (no running daemon needed).",
+    )
+    status.add_argument("--state-dir", type=Path, help="the daemon's state dir")
+    status.add_argument("--config", type=Path, help="the daemon's config file")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    retry = commands.add_parser(
+        "retry-failed",
+        help="put the files in <state-dir>/failed/ back into the spool",
+        description="Move every failed file back to <watch>/<repository>/ so the daemon "
+        "tries it again; its .error.json is removed.",
+    )
+    retry.add_argument("--state-dir", type=Path, help="the daemon's state dir")
+    retry.add_argument("--watch", type=Path, help="the daemon's spool directory")
+    retry.add_argument("--config", type=Path, help="the daemon's config file")
     commands.add_parser(
         "demo",
         help="push sample layers to an embedded local registry and verify them",
@@ -118,6 +140,25 @@ def _add_push_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     push.add_argument("--json", action="store_true", help="one JSON object per layer")
 
 
+def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="watch a spool directory and push every layer dropped into it",
+        description="Run the daemon: a file at <watch>/<repository>/<name> is pushed to ECR "
+        "repository <repository>, then moved to <state-dir>/done/ (or failed/ with a reason). "
+        "Settings come from --config FILE (TOML) < UPLOADERD_<NAME> environment < flags.",
+    )
+    run.add_argument("--config", type=Path, help="TOML file with any of the settings below")
+    for name, spec in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = "" if spec.is_required() or spec.default is None else f" (default {spec.default})"
+        help_text = f"{spec.description}{default}; env {ENV_PREFIX}{name.upper()}"
+        if spec.annotation is bool:
+            run.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            run.add_argument(flag, metavar=name.upper(), help=help_text)
+
+
 class _LinePrinter(SilentObserver):
     """Prints each layer's line as soon as it ends, so long pushes show progress."""
 
@@ -166,20 +207,60 @@ async def _local_registry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _run(args: argparse.Namespace) -> int:
+    flags = {name: getattr(args, name) for name in Settings.model_fields}
+
+    def reload() -> Settings:
+        return load_settings(flags, config_file=args.config)
+
+    settings = reload()
+    logs.configure(settings.log_format)
+    return await run_daemon(settings, reload)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    found = load_partial(("state_dir",), vars(args), config_file=args.config)
+    print(show_status(found["state_dir"], as_json=args.json))
+    return EXIT_OK
+
+
+async def _retry_failed(args: argparse.Namespace) -> int:
+    found = load_partial(("state_dir", "watch"), vars(args), config_file=args.config)
+    journal = open_journal_read(found["state_dir"])
+    try:
+        report = retry_failed(journal, found["watch"], found["state_dir"])
+    finally:
+        journal.close()
+    for relpath, what in report:
+        print(f"{relpath}: {what}")
+    print(f"{len(report)} failed files handled", file=sys.stderr)
+    return EXIT_OK
+
+
 async def _demo(args: argparse.Namespace) -> int:
     return await run_demo()
 
 
-COMMANDS = {"push": _push, "local-registry": _local_registry, "demo": _demo}
+COMMANDS = {
+    "push": _push,
+    "local-registry": _local_registry,
+    "demo": _demo,
+    "run": _run,
+    "status": _status,
+    "retry-failed": _retry_failed,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
     try:
-        return anyio.run(command, args, backend_options={"use_uvloop": True})
-    except ConfigurationError as exc:
-        print(f"uploaderd: error: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
+        try:
+            return anyio.run(command, args, backend_options={"use_uvloop": True})
+        except BaseExceptionGroup as group:
+            raise unwrap_group(group) from None
+    except UploaderError as exc:
+        print(f"uploaderd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_LAYER_FAILED
     except KeyboardInterrupt:
         return 130

@@ -49,6 +49,9 @@ class MemoryRegistry:
     silently_drop_parts: set[int] = field(default_factory=set)
     completed: list[str] = field(default_factory=list)
 
+    async def ping(self) -> None:
+        pass
+
     async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
         return {d for d in digests if d not in self.layers}
 

@@ -30,6 +30,14 @@ class UploadSession:
 class Registry(Protocol):
     """A place layers can be pushed to."""
 
+    async def ping(self) -> None:
+        """Raise ``TransientRegistryError`` unless the registry answers at all.
+
+        Any answer counts, a refusal included: readiness is about reaching
+        the registry, permissions show up on the layers themselves.
+        """
+        ...
+
     async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
         """The subset of ``digests`` the repository does not have yet."""
         ...

@@ -82,6 +82,14 @@ class EcrRegistry:
     def __init__(self, client: ECRClient) -> None:
         self._client = client
 
+    async def ping(self) -> None:
+        try:
+            await self._call("", self._client.describe_repositories(maxResults=1))
+        except TransientRegistryError:
+            raise
+        except RegistryError:
+            pass  # it answered: reachable
+
     async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
         # A missing layer comes back either as failures[] (MissingLayerDigest)
         # or as layers[] with layerAvailability UNAVAILABLE: anything not

@@ -1,0 +1,101 @@
+"""Moving finished files out of the spool: ``done/`` and ``failed/`` in the state dir.
+
+A file is never deleted for failing: it is moved aside with an
+``<name>.error.json`` beside it that says why, so nothing is lost and an
+operator can put it back with ``uploaderd retry-failed``.  Destinations are
+built from the spool-relative path and checked to stay inside their root, so
+no file name can make the daemon write outside the state dir.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+class PathEscapeError(ValueError):
+    """A relative path that would lead outside its root."""
+
+
+def contained(root: Path, relpath: str) -> Path:
+    """``root / relpath``, refusing anything that would land outside ``root``."""
+    parts = relpath.split("/")
+    if relpath.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise PathEscapeError(f"{relpath!r} is not a plain relative path")
+    destination = root.joinpath(*parts)
+    if os.path.commonpath([root.resolve(), destination.parent.resolve()]) != str(root.resolve()):
+        raise PathEscapeError(f"{relpath!r} leads outside {root}")
+    return destination
+
+
+def _free_name(destination: Path) -> Path:
+    """The destination, or ``name.1``, ``name.2``... if a file of that name is there."""
+    candidate, n = destination, 0
+    while candidate.exists() or candidate.with_name(candidate.name + ".error.json").exists():
+        n += 1
+        candidate = destination.with_name(f"{destination.name}.{n}")
+    return candidate
+
+
+def move_into(source: Path, root: Path, relpath: str) -> Path:
+    """Move ``source`` to ``root/relpath`` (or a free variant of it); return where it went."""
+    destination = _free_name(contained(root, relpath))
+    _make_private_dirs(root, destination.parent)
+    try:
+        os.rename(source, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # another filesystem: copy, then remove
+            raise
+        shutil.move(source, destination)
+    return destination
+
+
+def write_error_file(layer_destination: Path, details: dict[str, Any]) -> Path:
+    """``<name>.error.json`` beside the failed file, readable by its owner only."""
+    path = layer_destination.with_name(layer_destination.name + ".error.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(details, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    return path
+
+
+def _make_private_dirs(root: Path, directory: Path) -> None:
+    root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    directory.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+
+
+class Archiver:
+    """Where finished spool files go: ``done/`` (or deleted) and ``failed/``."""
+
+    def __init__(self, watch: Path, state_dir: Path, *, delete_uploaded: bool) -> None:
+        self.watch = watch
+        self.done_root = state_dir / "done"
+        self.failed_root = state_dir / "failed"
+        self.delete_uploaded = delete_uploaded
+
+    def file_done(self, relpath: str) -> Path | None:
+        """Move an uploaded file to done/ (or delete it); None when deleted or gone."""
+        source = self.watch / relpath
+        if self.delete_uploaded:
+            source.unlink(missing_ok=True)
+            return None
+        if not os.path.lexists(source):
+            return None
+        return move_into(source, self.done_root, relpath)
+
+    def file_failed(self, relpath: str, details: dict[str, Any]) -> Path | None:
+        """Move a file that can never be pushed to failed/, with its reason beside it."""
+        source = self.watch / relpath
+        if not os.path.lexists(source):
+            return None
+        destination = move_into(source, self.failed_root, relpath)
+        write_error_file(destination, {**details, "file": relpath, "moved_to": str(destination)})
+        return destination

@@ -1,0 +1,455 @@
+"""``uploaderd run``: the spool, the journal and the engine, kept running.
+
+Data flows one way: the watcher and the rescans find files, the intake puts
+them in the journal, workers claim them from the journal and push them
+through the engine, and the archiver moves them out of the spool.  Every
+transition is committed before the next step, so kill -9 at any point loses
+nothing: the next start continues from the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+from aiohttp import web
+from anyio.abc import TaskStatus
+
+from uploaderd import logs
+from uploaderd.archive import Archiver
+from uploaderd.config import Settings
+from uploaderd.engine import EngineSettings, UploadEngine
+from uploaderd.errors import ConfigurationError, TransientRegistryError, UploaderError
+from uploaderd.intake import Intake
+from uploaderd.journal import FileRecord, Journal, JournalError
+from uploaderd.metrics import DaemonMetrics, metrics_app
+from uploaderd.parts import MIB
+from uploaderd.progress import LayerJob, LayerResult, Outcome
+from uploaderd.registry.base import Registry
+from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
+from uploaderd.retry import RetryPolicy
+from uploaderd.spool import identity_of, walk
+from uploaderd.systemd import SystemdNotifier
+from uploaderd.tracking import DaemonObserver
+from uploaderd.watcher import Seen, Settler, SpoolWatcher
+
+REACHABILITY_INTERVAL = 15.0
+GAUGE_INTERVAL = 1.0
+
+
+@dataclass
+class _Wakeup:
+    """Wakes idle workers when the intake adds work."""
+
+    event: anyio.Event = field(default_factory=anyio.Event)
+
+    def set(self) -> None:
+        self.event.set()
+        self.event = anyio.Event()
+
+    async def wait_at_most(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self.event.wait()
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry,
+        journal: Journal,
+        metrics: DaemonMetrics,
+        notifier: SystemdNotifier,
+        reload: Callable[[], Settings],
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.journal = journal
+        self._reload = reload
+        self.metrics = metrics
+        self.notifier = notifier
+        self.archiver = Archiver(
+            settings.watch, settings.state_dir, delete_uploaded=settings.delete_uploaded
+        )
+        self.intake = Intake(journal, self.archiver)
+        self.settler = Settler(settings.watch, settings.settle_seconds, self._admit)
+        self.watcher = SpoolWatcher(settings.watch, self.settler, self.rescan)
+        self.observer = DaemonObserver(journal, metrics)
+        self.engine = UploadEngine(registry, engine_settings(settings), self.observer)
+        self.draining = False
+        self.registry_reachable: bool | None = None
+        self.paused_reason: str | None = None
+        self._wakeup = _Wakeup()
+
+    # --- intake -----------------------------------------------------------------------
+
+    def _admit(self, relpath: str) -> None:
+        try:
+            if self.intake.admit(relpath):
+                self._wakeup.set()
+        except OSError as exc:
+            self._pause(f"cannot move {relpath} aside: {exc}")
+        except UploaderError as exc:
+            self._pause(str(exc))
+
+    def rescan(self) -> None:
+        """Report every spool file to the settler: catches what inotify missed."""
+        for relpath in walk(self.settings.watch):
+            self.settler.observe(relpath, Seen.FOUND)
+
+    # --- workers ------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while not self.draining:
+            if self.paused_reason is not None:
+                await self._wakeup.wait_at_most(1.0)
+                continue
+            record = self.journal.claim_next(time.time())
+            if record is None:
+                await self._wakeup.wait_at_most(1.0)
+                continue
+            await self._process(record)
+
+    async def _process(self, record: FileRecord) -> None:
+        path = self.settings.watch / record.relpath
+        current = identity_of(path)
+        if current is None:
+            self.journal.forget(record.id, "the file disappeared from the spool before upload")
+            logs.event(
+                "file vanished",
+                level=logging.WARNING,
+                file=record.relpath,
+                repository=record.repository,
+            )
+            return
+        if current != record.identity:
+            self.journal.record_new_identity(record.id, current)
+            record = self.journal.get(record.id) or record
+        job = LayerJob(
+            path,
+            record.repository,
+            known_digest=record.digest,
+            known_identity=record.identity,
+            resume=record.resume,
+        )
+        self.observer.track(path, record)
+        self.metrics.in_flight.inc()
+        try:
+            result = await self.engine.push_layer(job)
+        finally:
+            self.metrics.in_flight.dec()
+            self.observer.untrack(path)
+        self._settle(record, result)
+
+    def _settle(self, record: FileRecord, result: LayerResult) -> None:
+        _log_result(record, result)
+        try:
+            self._record_result(record, result)
+        except JournalError as exc:
+            self._pause(str(exc))
+
+    def _record_result(self, record: FileRecord, result: LayerResult) -> None:
+        error = result.error
+        if isinstance(error, JournalError):
+            self._pause(str(error))  # the file stays in the spool; a restart resumes it
+            return
+        if error is None:
+            self._finish_done(record, result.outcome)
+        elif _worth_retrying(error):
+            delay = _backoff(record.attempts, self.settings.retry_max_delay)
+            if error.code == "FileChanged":
+                delay = max(self.settings.settle_seconds, 0.1)
+            self.journal.postpone(
+                record.id, not_before=time.time() + delay, code=error.code, message=error.message
+            )
+        else:
+            self._finish_failed(record, error, result.attempts)
+
+    def _finish_done(self, record: FileRecord, outcome: Outcome) -> None:
+        destination = None if self.settings.delete_uploaded else "done/"
+        self.journal.finish(record.id, state="done", outcome=outcome.value, destination=destination)
+        try:
+            self.archiver.file_done(record.relpath)
+        except OSError as exc:
+            self._pause(f"cannot move {record.relpath} to done/: {exc}")
+
+    def _finish_failed(self, record: FileRecord, error: UploaderError, attempts: int) -> None:
+        self.journal.finish(
+            record.id,
+            state="failed",
+            outcome="failed",
+            destination="failed/",
+            error_code=error.code,
+            error_message=error.message,
+        )
+        details = {
+            "code": error.code,
+            "message": error.message,
+            "repository": record.repository,
+            "attempts": record.attempts,
+            "engine_attempts": attempts,
+            "queued_at": record.queued_at,
+            "failed_at": time.time(),
+        }
+        try:
+            self.archiver.file_failed(record.relpath, details)
+        except OSError as exc:
+            self._pause(f"cannot move {record.relpath} to failed/: {exc}")
+
+    def _pause(self, reason: str) -> None:
+        """The state dir cannot take more: stop taking files rather than lose state."""
+        if self.paused_reason is None:
+            logs.event(
+                "intake paused",
+                level=logging.ERROR,
+                reason=reason,
+                action="free space or fix permissions in the state dir",
+            )
+        self.paused_reason = reason
+
+    # --- services -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        released = self.journal.release_claims()
+        if released:
+            logs.event("resuming interrupted files", files=released)
+        async with anyio.create_task_group() as services:
+            await services.start(self._serve_metrics)
+            await services.start(self.watcher.run)
+            self.rescan()
+            services.start_soon(self.settler.run)
+            services.start_soon(self._rescan_loop)
+            services.start_soon(self._gauge_loop)
+            services.start_soon(self._watchdog_loop)
+            services.start_soon(self._reachability_loop)
+            await self._work_until_signalled()
+            services.cancel_scope.cancel()
+        self.notifier.status("stopped")
+        logs.event("stopped")
+
+    async def _work_until_signalled(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with anyio.create_task_group() as workers:
+                for _ in range(self.settings.concurrency):
+                    workers.start_soon(self._worker)
+                self.notifier.ready(self._status_line())
+                logs.event(
+                    "ready",
+                    watch=str(self.settings.watch),
+                    metrics=f"http://{self.settings.metrics_address}/metrics",
+                )
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        self.reload()
+                        continue
+                    self._start_drain(signum, workers.cancel_scope)
+                    break
+
+    def _start_drain(self, signum: int, workers: anyio.CancelScope) -> None:
+        self.draining = True
+        self._wakeup.set()
+        workers.deadline = anyio.current_time() + self.settings.drain_timeout
+        self.notifier.stopping("draining: finishing uploads in flight")
+        logs.event(
+            "draining",
+            signal=signal.Signals(signum).name,
+            timeout_seconds=self.settings.drain_timeout,
+        )
+
+    def reload(self) -> None:
+        """SIGHUP: settings that can change at run time take effect; others are reported."""
+        try:
+            fresh = self._reload()
+        except ConfigurationError as exc:
+            logs.event("reload refused", level=logging.ERROR, reason=exc.message)
+            return
+        self.settler.settle_seconds = fresh.settle_seconds
+        self.archiver.delete_uploaded = fresh.delete_uploaded
+        logs.configure(fresh.log_format)
+        needs_restart = [
+            name
+            for name in (
+                "watch",
+                "state_dir",
+                "endpoint_url",
+                "region",
+                "concurrency",
+                "memory_budget",
+                "part_size",
+                "metrics_address",
+            )
+            if getattr(fresh, name) != getattr(self.settings, name)
+        ]
+        self.settings = fresh
+        logs.event("reloaded", needs_restart=",".join(needs_restart) or "none")
+
+    async def _serve_metrics(self, *, task_status: TaskStatus[None]) -> None:
+        runner = web.AppRunner(metrics_app(self.metrics, self.readiness), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.settings.metrics_host, self.settings.metrics_port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot listen on {self.settings.metrics_address} for metrics: "
+                    f"{exc.strerror}; choose another --metrics-address",
+                    code="MetricsAddressInUse",
+                ) from None
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+    def readiness(self) -> str | None:
+        if not self.watcher.running:
+            return "the spool watcher is not running"
+        if self.registry_reachable is not True:
+            return "the registry has not answered"
+        if self.paused_reason is not None:
+            return f"intake paused: {self.paused_reason}"
+        return None
+
+    async def _rescan_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.settings.rescan_interval)
+            self.rescan()
+
+    async def _gauge_loop(self) -> None:
+        while True:
+            figures = self.journal.queue_figures()
+            self.metrics.queue_files.set(figures.files)
+            self.metrics.queue_bytes.set(figures.bytes)
+            oldest = figures.oldest_queued_at
+            self.metrics.oldest_age.set(time.time() - oldest if oldest else 0)
+            self.metrics.readahead_bytes.set(self.engine.budget.held)
+            self.metrics.watcher_up.set(1 if self.watcher.running else 0)
+            self.notifier.status(self._status_line())
+            await anyio.sleep(GAUGE_INTERVAL)
+
+    def _status_line(self) -> str:
+        figures = self.journal.queue_figures()
+        return (
+            f"queue {figures.files} files ({figures.bytes / MIB:.1f} MiB), "
+            f"{figures.in_flight} in flight"
+        )
+
+    async def _watchdog_loop(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await anyio.sleep(interval)
+
+    async def _reachability_loop(self) -> None:
+        while True:
+            try:
+                with anyio.fail_after(self.settings.request_timeout):
+                    await self.registry.ping()
+                reachable = True
+            except (TransientRegistryError, TimeoutError):
+                reachable = False
+            if reachable != self.registry_reachable:
+                logs.event(
+                    "registry reachable" if reachable else "registry unreachable",
+                    level=logging.INFO if reachable else logging.WARNING,
+                )
+            self.registry_reachable = reachable
+            self.metrics.registry_reachable.set(1 if reachable else 0)
+            await anyio.sleep(REACHABILITY_INTERVAL)
+
+
+def engine_settings(settings: Settings) -> EngineSettings:
+    return EngineSettings(
+        concurrency=settings.concurrency,
+        memory_budget=settings.memory_budget,
+        part_size=settings.part_size,
+        retry=RetryPolicy(max_attempts=settings.max_attempts),
+    )
+
+
+def _worth_retrying(error: UploaderError) -> bool:
+    """Transient faults, a file still being changed, and missing credentials come back."""
+    return error.transient or error.code in {"FileChanged", "NoCredentials"}
+
+
+def _backoff(attempts: int, ceiling: float) -> float:
+    base = min(ceiling, 2.0 ** min(attempts, 16))
+    return random.uniform(base / 2, base)  # noqa: S311  # jitter, not a secret
+
+
+def _log_result(record: FileRecord, result: LayerResult) -> None:
+    fields: dict[str, object] = {
+        "outcome": result.outcome.value,
+        "repository": record.repository,
+        "file": record.relpath,
+        "digest": result.digest or "",
+        "size": result.size,
+        "seconds": round(result.seconds, 3),
+        "mib_per_s": round(result.mib_per_second, 2),
+        "attempts": result.attempts,
+    }
+    level = logging.INFO
+    if result.error is not None:
+        fields.update(
+            code=result.error.code, reason=result.error.message, retry=_worth_retrying(result.error)
+        )
+        level = logging.WARNING if _worth_retrying(result.error) else logging.ERROR
+    logs.event(
+        "layer " + ("retry later" if level == logging.WARNING else result.outcome.value),
+        level=level,
+        **fields,
+    )
+
+
+def _check_directories(settings: Settings) -> None:
+    watch, state = settings.watch.resolve(), settings.state_dir.resolve()
+    if not watch.is_dir():
+        raise ConfigurationError(
+            f"the watch directory {settings.watch} does not exist or is not a directory; create it",
+            code="WatchDirMissing",
+        )
+    if watch == state or watch in state.parents or state in watch.parents:
+        raise ConfigurationError(
+            f"the state dir {settings.state_dir} and the watch directory {settings.watch} "
+            "must not contain one another; done/ and failed/ would be watched",
+            code="StateDirInSpool",
+        )
+
+
+async def run_daemon(settings: Settings, reload: Callable[[], Settings]) -> int:
+    """Start everything ``uploaderd run`` needs and run until SIGTERM; the exit status."""
+    _check_directories(settings)
+    os.umask(0o077)  # state, done/ and failed/ are the owner's only
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    journal = Journal.open(settings.state_dir / "journal.sqlite")
+    ecr = EcrSettings(
+        region=settings.region,
+        endpoint_url=settings.endpoint_url,
+        max_connections=settings.concurrency + 2,
+        read_timeout=settings.request_timeout,
+        connect_timeout=min(10.0, settings.request_timeout),
+    )
+    try:
+        async with open_ecr_registry(ecr) as registry:
+            daemon = Daemon(
+                settings,
+                registry=registry,
+                journal=journal,
+                metrics=DaemonMetrics(),
+                notifier=SystemdNotifier.from_environment(),
+                reload=reload,
+            )
+            await daemon.run()
+    finally:
+        journal.close()
+    return 0

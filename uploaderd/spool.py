@@ -1,0 +1,132 @@
+"""The watched directory: which paths are layers, and for which repository.
+
+The contract with writers: a file at ``<watch>/<repository path>/<name>`` is a
+layer for ECR repository ``<repository path>``.  Names starting with ``.`` or
+ending in ``.tmp``/``.part`` are ignored until renamed, so a writer can write
+then rename atomically.  Symlinks are never followed: a link could lead the
+daemon to upload (and then move) a file outside the spool.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from uploaderd.naming import repository_name_problem
+from uploaderd.progress import FileIdentity
+
+IGNORED_SUFFIXES = (".tmp", ".part")
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolFile:
+    """A candidate layer: a regular file under a valid repository directory."""
+
+    relpath: str
+    repository: str
+    identity: FileIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A path that will never be a layer; it is moved to failed/ with this reason."""
+
+    relpath: str
+    code: str
+    message: str
+
+
+def is_ignored(relpath: str) -> bool:
+    """Hidden or temporary names anywhere in the path: a writer is not done yet."""
+    parts = relpath.split("/")
+    return any(part.startswith(".") for part in parts) or parts[-1].endswith(IGNORED_SUFFIXES)
+
+
+def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:
+    """What the spool entry at ``relpath`` is; None when it is to be left alone."""
+    if is_ignored(relpath):
+        return None
+    path = watch / relpath
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        return _symlink_rejection(watch, relpath)
+    if not stat.S_ISREG(st.st_mode):
+        return Rejected(
+            relpath,
+            "NotARegularFile",
+            "is a fifo, socket or device node, not a layer file; only regular files are pushed",
+        )
+    name_problem = _name_problem(relpath)
+    if name_problem is not None:
+        return Rejected(relpath, "InvalidFileName", name_problem)
+    directory, _, _ = relpath.rpartition("/")
+    if not directory:
+        return Rejected(
+            relpath,
+            "NoRepository",
+            "lies at the top of the spool; put layers in <watch>/<repository>/<file>",
+        )
+    problem = repository_name_problem(directory)
+    if problem is not None:
+        return Rejected(
+            relpath, "InvalidRepository", f"{problem}; rename the directory under the spool"
+        )
+    return SpoolFile(relpath, directory, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino))
+
+
+def _symlink_rejection(watch: Path, relpath: str) -> Rejected:
+    target = os.path.realpath(watch / relpath)
+    inside = target.startswith(str(watch.resolve()) + os.sep)
+    if inside:
+        return Rejected(
+            relpath, "Symlink", "is a symlink; move the layer file itself into the spool"
+        )
+    return Rejected(
+        relpath,
+        "SymlinkOutsideSpool",
+        "is a symlink to a path outside the watch directory; uploaderd never follows it",
+    )
+
+
+def _name_problem(relpath: str) -> str | None:
+    if any(ch in relpath for ch in "\n\r\t"):
+        return "the file name contains a newline or tab; rename it"
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the file name is not valid UTF-8; rename it"
+    return None
+
+
+def walk(watch: Path, directory: str = "") -> Iterator[str]:
+    """Every non-directory entry under ``directory`` (relative), without following links."""
+    base = watch / directory if directory else watch
+    try:
+        entries = list(os.scandir(base))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        relpath = f"{directory}/{entry.name}" if directory else entry.name
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from walk(watch, relpath)
+        else:
+            yield relpath
+
+
+def identity_of(path: Path) -> FileIdentity | None:
+    """Size, mtime and inode of ``path`` itself (a link is not followed); None if gone."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino)

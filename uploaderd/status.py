@@ -1,0 +1,110 @@
+"""``uploaderd status``: the daemon's view, read from its journal (no server needed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from uploaderd.errors import ConfigurationError
+from uploaderd.journal import FileRecord, Journal
+from uploaderd.parts import MIB
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One file in flight: how far, how fast, how long to go."""
+
+    record: FileRecord
+    done_bytes: int
+    rate: float | None
+    eta: float | None
+
+    @classmethod
+    def of(cls, record: FileRecord, now: float) -> Progress:
+        done = record.next_byte if record.state == "uploading" else 0
+        sent = done - record.resume_from
+        elapsed = now - (record.started_at or now)
+        rate = sent / elapsed if sent > 0 and elapsed > 0 else None
+        eta = (record.identity.size - done) / rate if rate else None
+        return cls(record, done, rate, eta)
+
+
+def open_journal_read(state_dir: Path) -> Journal:
+    path = state_dir / "journal.sqlite"
+    if not path.exists():
+        raise ConfigurationError(
+            f"no journal at {path}: has 'uploaderd run' used this --state-dir?",
+            code="NoJournal",
+        )
+    return Journal.open(path)
+
+
+def snapshot(journal: Journal, *, failures: int = 10) -> dict[str, Any]:
+    now = time.time()
+    figures = journal.queue_figures()
+    in_flight = [Progress.of(r, now) for r in journal.records("hashing", "uploading")]
+    return {
+        "queue": {
+            "files": figures.files,
+            "bytes": figures.bytes,
+            "oldest_age_seconds": round(now - figures.oldest_queued_at, 1)
+            if figures.oldest_queued_at
+            else None,
+        },
+        "in_flight": [
+            {
+                "file": p.record.relpath,
+                "repository": p.record.repository,
+                "state": p.record.state,
+                "bytes_done": p.done_bytes,
+                "size": p.record.identity.size,
+                "mib_per_second": round(p.rate / MIB, 2) if p.rate else None,
+                "eta_seconds": round(p.eta, 1) if p.eta is not None else None,
+            }
+            for p in in_flight
+        ],
+        "recent_failures": [
+            {
+                "file": r.relpath,
+                "code": r.error_code,
+                "message": r.error_message,
+                "failed_at": r.finished_at,
+            }
+            for r in journal.records("failed", limit=failures)
+        ],
+    }
+
+
+def render(view: dict[str, Any]) -> str:
+    queue = view["queue"]
+    oldest = queue["oldest_age_seconds"]
+    lines = [
+        f"queue: {queue['files']} files, {queue['bytes'] / MIB:.1f} MiB"
+        + (f", oldest queued {oldest:.0f}s ago" if oldest is not None else "")
+    ]
+    lines.append(f"in flight: {len(view['in_flight'])}")
+    for item in view["in_flight"]:
+        rate = f"{item['mib_per_second']:.1f} MiB/s" if item["mib_per_second"] else "-"
+        eta = f"ETA {item['eta_seconds']:.0f}s" if item["eta_seconds"] is not None else "ETA -"
+        percent = 100 * item["bytes_done"] / item["size"] if item["size"] else 0
+        lines.append(
+            f"  {item['file']}  {item['state']}  {item['bytes_done'] / MIB:.1f}/"
+            f"{item['size'] / MIB:.1f} MiB ({percent:.0f}%)  {rate}  {eta}"
+        )
+    lines.append(f"recent failures: {len(view['recent_failures'])}")
+    for item in view["recent_failures"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item["failed_at"] or 0))
+        lines.append(f"  {item['file']}  {item['code']}: {item['message']}  ({when} UTC)")
+    return "\n".join(lines)
+
+
+def show_status(state_dir: Path, *, as_json: bool) -> str:
+    journal = open_journal_read(state_dir)
+    try:
+        view = snapshot(journal)
+    finally:
+        journal.close()
+    return json.dumps(view, indent=2) if as_json else render(view)
