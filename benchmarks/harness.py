@@ -70,6 +70,7 @@ class ChildRun:
 
     returncode: int
     wall_seconds: float
+    cpu_seconds: float
     peak_rss_bytes: int
     stdout: str
     stderr: str
@@ -211,9 +212,10 @@ def run_measured(argv: Sequence[str], env: dict[str, str]) -> ChildRun:
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
+        cpu = usage.ru_utime + usage.ru_stime
         # ru_maxrss is in KiB on Linux.
         return ChildRun(
-            process.returncode, wall, usage.ru_maxrss * 1024, _read_all(out), _read_all(err)
+            process.returncode, wall, cpu, usage.ru_maxrss * 1024, _read_all(out), _read_all(err)
         )
 
 

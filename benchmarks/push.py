@@ -51,7 +51,11 @@ def run(*, quick: bool) -> list[Figure]:
     harness.print_table(
         f"push: {LAYERS} x {layer_size // MIB} MiB, concurrency {CONCURRENCY}",
         [
-            ("push MiB/s", f"{push_rate:.1f} ({child.wall_seconds:.2f} s wall)"),
+            (
+                "push MiB/s",
+                f"{push_rate:.1f} ({child.wall_seconds:.2f} s wall, "
+                f"{child.cpu_seconds:.2f} s CPU in the push process)",
+            ),
             (
                 "wire-limit MiB/s",
                 f"{wire_rate:.1f} (before {total_mib / before:.1f}, after {total_mib / after:.1f})",

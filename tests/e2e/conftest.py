@@ -53,6 +53,19 @@ class RegistryProcess:
         with urllib.request.urlopen(request, timeout=10):
             pass
 
+    def create_repository(self, name: str) -> None:
+        async def create() -> None:
+            async with get_session().create_client(
+                "ecr",
+                region_name="us-east-1",
+                endpoint_url=self.url,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            ) as client:
+                await client.create_repository(repositoryName=name)
+
+        asyncio.run(create())
+
     def fetch_layer(self, repository: str, digest: str) -> bytes:
         """The stored bytes, fetched the way ECR users do: GetDownloadUrlForLayer, then GET."""
 

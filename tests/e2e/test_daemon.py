@@ -1,0 +1,333 @@
+"""``uploaderd run`` as a real process: files dropped in, layers checked on the server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import RegistryProcess, start_registry, uploaderd_env
+from tests.e2e.daemon import start_daemon
+
+MIB = 1024 * 1024
+pytestmark = pytest.mark.e2e
+
+
+def write_renamed(directory: Path, name: str, size: int) -> str:
+    """Write under a temporary name, then rename into place: the atomic contract."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    temporary = directory / f".{name}.tmp"
+    temporary.write_bytes(data)
+    temporary.rename(directory / name)
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def write_slowly_in_place(directory: Path, name: str, size: int, steps: int = 4) -> str:
+    """Write the file where it will be taken, in pauses longer than nothing."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(size)
+    with (directory / name).open("wb") as out:
+        for i in range(steps):
+            out.write(data[i * size // steps : (i + 1) * size // steps])
+            out.flush()
+            time.sleep(0.15)
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_twelve_files_in_three_repositories_are_uploaded_and_moved(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    daemon = start_daemon(tmp_path, registry.url, "--part-size", "5MiB")
+    try:
+        expected: dict[tuple[str, str], str] = {}
+        sizes: list[int] = []
+        for i in range(12):
+            repository = ["team/app", "team/base", "tools"][i % 3]
+            size = [1, 3 * MIB, 5 * MIB + 1, 11 * MIB][i % 4]
+            sizes.append(size)
+            writer = write_renamed if i % 2 == 0 else write_slowly_in_place
+            expected[(repository, f"layer{i}.tar")] = writer(
+                daemon.watch / repository, f"layer{i}.tar", size
+            )
+
+        daemon.wait_until(lambda: len(daemon.done_files()) == 12, 120, "12 files in done/")
+
+        for (repository, name), digest in expected.items():
+            done = daemon.state_dir / "done" / repository / name
+            assert done.is_file()
+            fetched = registry.fetch_layer(repository, digest)
+            assert fetched == done.read_bytes()
+        assert not any(p.is_file() for p in daemon.watch.rglob("*"))
+        assert daemon.failed_files() == []
+        assert daemon.metric_sum("uploaderd_uploaded_bytes_total") == sum(sizes)
+        assert daemon.metric_sum("uploaderd_layers_total", outcome="uploaded") == 12
+        outcomes = [e for e in daemon.log_events() if e["event"] == "layer uploaded"]
+        assert len(outcomes) == 12
+        assert {"repository", "file", "digest", "size", "seconds", "mib_per_s"} <= set(outcomes[0])
+    finally:
+        assert daemon.stop() == 0
+
+
+def journal_row(state_dir: Path, name: str) -> dict[str, object] | None:
+    with sqlite3.connect(state_dir / "journal.sqlite", timeout=5) as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM files WHERE relpath LIKE ?", (f"%{name}",)).fetchone()
+        return dict(row) if row else None
+
+
+def test_kill_9_mid_layer_then_restart_completes_each_layer_exactly_once(tmp_path: Path) -> None:
+    server = start_registry(
+        tmp_path / "storage", "--auto-create-repositories", "--fault", "latency=0.15"
+    )
+    try:
+        daemon = start_daemon(tmp_path, server.url, "--part-size", "5MiB")
+        digests = {
+            f"big{i}.tar": write_renamed(daemon.watch / "team/app", f"big{i}.tar", 36 * MIB)
+            for i in range(2)
+        }
+        digests["small.tar"] = write_renamed(daemon.watch / "team/app", "small.tar", 1000)
+
+        def mid_upload() -> bool:
+            row = journal_row(daemon.state_dir, "big0.tar")
+            return bool(
+                row and row["state"] == "uploading" and 0 < int(row["next_byte"]) < 36 * MIB
+            )
+
+        daemon.wait_until(mid_upload, 60, "big0.tar half uploaded")
+        daemon.process.kill()
+        daemon.process.wait(timeout=10)
+        interrupted = journal_row(daemon.state_dir, "big0.tar")
+        assert interrupted is not None
+        assert interrupted["state"] == "uploading"
+
+        restarted = start_daemon(
+            tmp_path, server.url, "--part-size", "5MiB", log_name="restart.log"
+        )
+        restarted.wait_until(lambda: len(restarted.done_files()) == 3, 120, "all 3 files in done/")
+        assert restarted.failed_files() == []
+        stats = server.stats()
+        for name, digest in digests.items():
+            assert stats["completed"][f"team/app@{digest}"] == 1, name
+            assert (
+                server.fetch_layer("team/app", digest)
+                == (restarted.state_dir / "done/team/app" / name).read_bytes()
+            )
+        resumed = [e for e in restarted.log_events() if e["event"] == "resuming interrupted files"]
+        assert resumed
+        # The interrupted upload continued: fewer parts than two full uploads of big0.
+        assert stats["parts_received"] < 2 * 8 + 8 + 1
+        assert restarted.stop() == 0
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+def test_sigterm_drains_exits_0_and_a_restart_finishes_the_rest(tmp_path: Path) -> None:
+    server = start_registry(
+        tmp_path / "storage", "--auto-create-repositories", "--fault", "latency=0.1"
+    )
+    try:
+        daemon = start_daemon(
+            tmp_path,
+            server.url,
+            "--part-size",
+            "5MiB",
+            "--concurrency",
+            "2",
+            "--drain-timeout",
+            "5",
+        )
+        digests = {
+            f"l{i}.tar": write_renamed(daemon.watch / "team/app", f"l{i}.tar", 21 * MIB)
+            for i in range(6)
+        }
+        daemon.wait_until(lambda: server.stats()["parts_received"] >= 2, 60, "uploads under way")
+        started = time.monotonic()
+        assert daemon.stop(signal.SIGTERM, timeout=30) == 0
+        assert time.monotonic() - started < 5 + 5
+        assert any(e["event"] == "draining" for e in daemon.log_events())
+
+        restarted = start_daemon(
+            tmp_path, server.url, "--part-size", "5MiB", log_name="restart.log"
+        )
+        restarted.wait_until(lambda: len(restarted.done_files()) == 6, 120, "all 6 files in done/")
+        stats = server.stats()
+        for digest in digests.values():
+            assert stats["completed"][f"team/app@{digest}"] == 1
+        assert restarted.stop() == 0
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+def test_sd_notify_ready_and_watchdog(registry: RegistryProcess, tmp_path: Path) -> None:
+    socket_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(socket_path))
+    listener.settimeout(0.5)
+    received: list[str] = []
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            try:
+                received.append(listener.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=collect, daemon=True)
+    thread.start()
+    env = {"NOTIFY_SOCKET": str(socket_path), "WATCHDOG_USEC": "1000000"}
+    daemon = start_daemon(tmp_path, registry.url, env=env)
+    try:
+        daemon.wait_until(
+            lambda: sum("WATCHDOG=1" in m for m in received) >= 3, 20, "watchdog pings"
+        )
+        ready = [m for m in received if "READY=1" in m]
+        assert ready
+        assert "STATUS=queue" in ready[0]
+    finally:
+        assert daemon.stop() == 0
+        stop.set()
+        thread.join()
+        listener.close()
+    assert any("STOPPING=1" in m for m in received)
+
+
+def test_bad_files_end_in_failed_with_reasons_and_the_rest_upload(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    daemon = start_daemon(tmp_path, registry.url)
+    try:
+        (daemon.watch / "team/app").mkdir(parents=True)
+        (daemon.watch / "team/app/empty.tar").touch()
+        write_renamed(daemon.watch / "Team/App", "upper.tar", 100)
+        outside = tmp_path / "outside-secret"
+        outside.write_text("not a layer")
+        os.symlink(outside, daemon.watch / "team/app/link.tar")
+        os.mkfifo(daemon.watch / "team/app/pipe")
+        good = write_renamed(daemon.watch / "team/app", "good.tar", 2 * MIB)
+
+        daemon.wait_until(
+            lambda: len(daemon.failed_files()) == 4 and len(daemon.done_files()) == 1,
+            60,
+            "4 failed, 1 done",
+        )
+
+        reasons = {}
+        for failed in daemon.failed_files():
+            details = json.loads(failed.with_name(failed.name + ".error.json").read_text())
+            reasons[failed.name] = details["code"]
+            assert details["message"]
+        assert reasons == {
+            "empty.tar": "EmptyLayer",
+            "upper.tar": "InvalidRepository",
+            "link.tar": "SymlinkOutsideSpool",
+            "pipe": "NotARegularFile",
+        }
+        assert outside.read_text() == "not a layer"  # the link was moved, its target untouched
+        assert (daemon.state_dir / "failed/team/app/link.tar").is_symlink()
+        assert (
+            registry.fetch_layer("team/app", good)
+            == (daemon.state_dir / "done/team/app/good.tar").read_bytes()
+        )
+        mode = (daemon.state_dir / "failed/team/app/empty.tar.error.json").stat().st_mode & 0o777
+        assert mode == 0o600
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_file_vanishing_before_upload_is_skipped_with_a_log_line(tmp_path: Path) -> None:
+    server = start_registry(
+        tmp_path / "storage", "--auto-create-repositories", "--fault", "latency=0.2"
+    )
+    try:
+        daemon = start_daemon(tmp_path, server.url, "--concurrency", "1", "--part-size", "5MiB")
+        write_renamed(daemon.watch / "team/app", "first.tar", 15 * MIB)
+        daemon.wait_until(
+            lambda: server.stats()["parts_received"] >= 1, 30, "first upload under way"
+        )
+        write_renamed(daemon.watch / "team/app", "second.tar", 1000)
+        daemon.wait_until(
+            lambda: (journal_row(daemon.state_dir, "second.tar") or {}).get("state") == "queued",
+            30,
+            "second queued",
+        )
+        (daemon.watch / "team/app/second.tar").unlink()
+        daemon.wait_until(
+            lambda: any(e["event"] == "file vanished" for e in daemon.log_events()),
+            60,
+            "vanished log line",
+        )
+        daemon.wait_until(lambda: len(daemon.done_files()) == 1, 60, "first done")
+        assert daemon.failed_files() == []
+        assert daemon.stop() == 0
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+def test_retry_failed_puts_files_back_and_they_upload(tmp_path: Path) -> None:
+    server = start_registry(tmp_path / "storage")  # no auto-create: RepositoryNotFound
+    try:
+        daemon = start_daemon(tmp_path, server.url)
+        digest = write_renamed(daemon.watch / "team/app", "layer.tar", 1000)
+        daemon.wait_until(lambda: len(daemon.failed_files()) == 1, 30, "a permanent failure")
+        details = json.loads(
+            (daemon.state_dir / "failed/team/app/layer.tar.error.json").read_text()
+        )
+        assert details["code"] == "RepositoryNotFoundException"
+        status = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uploaderd",
+                "status",
+                "--state-dir",
+                str(daemon.state_dir),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env=uploaderd_env(),
+            check=True,
+        )
+        assert (
+            json.loads(status.stdout)["recent_failures"][0]["code"] == "RepositoryNotFoundException"
+        )
+
+        server.create_repository("team/app")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uploaderd",
+                "retry-failed",
+                "--state-dir",
+                str(daemon.state_dir),
+                "--watch",
+                str(daemon.watch),
+            ],
+            capture_output=True,
+            text=True,
+            env=uploaderd_env(),
+            check=True,
+        )
+        daemon.wait_until(lambda: len(daemon.done_files()) == 1, 30, "the retried file uploaded")
+        assert daemon.failed_files() == []
+        assert server.stats()["completed"][f"team/app@{digest}"] == 1
+        assert daemon.stop() == 0
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
