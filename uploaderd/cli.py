@@ -17,6 +17,7 @@ from uploaderd.daemon import run_daemon
 from uploaderd.demo import run_demo
 from uploaderd.engine import EngineSettings, UploadEngine, all_succeeded
 from uploaderd.errors import ConfigurationError, UploaderError, unwrap_group
+from uploaderd.memory import return_freed_buffers_to_the_system
 from uploaderd.naming import repository_name_problem
 from uploaderd.parts import MIB
 from uploaderd.progress import LayerJob, LayerResult, SilentObserver
@@ -171,6 +172,7 @@ class _LinePrinter(SilentObserver):
 
 
 async def _push(args: argparse.Namespace) -> int:
+    return_freed_buffers_to_the_system()
     problem = repository_name_problem(args.repository)
     if problem is not None:
         raise ConfigurationError(problem + "; pass a valid --repository", code="InvalidRepository")
@@ -215,6 +217,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     settings = reload()
     logs.configure(settings.log_format)
+    return_freed_buffers_to_the_system()
     return await run_daemon(settings, reload)
 
 

@@ -128,7 +128,18 @@ class LayerPush:
         position = start
         try:
             async with anyio.create_task_group() as reading:
-                reading.start_soon(read_parts, self.layer, ranges, budget, send)
+                registry = self.context.registry
+                reading.start_soon(
+                    partial(
+                        read_parts,
+                        self.layer,
+                        ranges,
+                        budget,
+                        send,
+                        encode=registry.encode_part,
+                        memory_per_byte=registry.memory_per_part_byte,
+                    )
+                )
                 async for part in receive:
                     try:
                         if part.range.last < position:
@@ -138,7 +149,7 @@ class LayerPush:
                             break
                         position = await self._send_part(session, part)
                     finally:
-                        budget.release(part.range.length)
+                        budget.release(part.charge)
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
         finally:
@@ -147,26 +158,21 @@ class LayerPush:
 
     async def _send_part(self, session: UploadSession, part: Part) -> int:
         """Send one part, retrying; return the byte the registry wants next."""
-        first, data = part.range.first, part.data
-        while True:
-            sent_at = time.monotonic()
-            try:
-                last = await self._retrying(
-                    partial(self.context.registry.upload_part, session, first, data)
-                )
-            except PartOutOfOrderError as exc:
-                self._note_retry(exc.code, 0.0)
-                if not part.range.first < exc.next_byte <= part.range.last:
-                    self.context.observer.part_confirmed(self.job, exc.next_byte, 0, 0.0)
-                    return exc.next_byte
-                first = exc.next_byte  # the registry holds the head of this part
-                data = part.data[first - part.range.first :]
-                continue
-            nbytes = part.range.last + 1 - first
-            self.context.observer.part_confirmed(
-                self.job, last + 1, nbytes, time.monotonic() - sent_at
+        sent_at = time.monotonic()
+        try:
+            last = await self._retrying(
+                partial(self.context.registry.upload_part, session, part.range.first, part.payload)
             )
-            return last + 1
+        except PartOutOfOrderError as exc:
+            # A retried request whose first answer was lost: the registry has
+            # more (or fewer) bytes than we thought.  Go on from its position.
+            self._note_retry(exc.code, 0.0)
+            self.context.observer.part_confirmed(self.job, exc.next_byte, 0, 0.0)
+            return exc.next_byte
+        self.context.observer.part_confirmed(
+            self.job, last + 1, part.range.length, time.monotonic() - sent_at
+        )
+        return last + 1
 
     async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
         return await self.context.retry.call(operation, self._note_retry)
@@ -184,5 +190,5 @@ async def _release_unsent(receive: MemoryObjectReceiveStream[Part], budget: Byte
                 part = receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            budget.release(part.range.length)
+            budget.release(part.charge)
         await receive.aclose()

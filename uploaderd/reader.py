@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from uploaderd.budget import ByteBudget
 from uploaderd.errors import LayerChangedError, LayerFileError
 from uploaderd.parts import PartRange, layer_size_problem
 from uploaderd.progress import FileIdentity
+from uploaderd.registry.base import PartPayload
 
 HASH_CHUNK_SIZE = 4 * 1024 * 1024
 
@@ -166,10 +168,19 @@ async def hash_layer(
 
 @dataclass(slots=True)
 class Part:
-    """One part's bytes, read and charged to the budget; the receiver releases them."""
+    """One part, encoded for the wire and charged to the budget; the receiver releases it."""
 
     range: PartRange
-    data: bytearray
+    payload: PartPayload
+    charge: int
+
+
+def _read_and_encode(
+    fd: int, part_range: PartRange, layer: LayerFile, encode: Callable[[bytearray], PartPayload]
+) -> PartPayload:
+    data = bytearray(part_range.length)
+    _read_exactly(fd, data, part_range.first, layer)
+    return encode(data)
 
 
 async def read_parts(
@@ -177,23 +188,30 @@ async def read_parts(
     ranges: Iterable[PartRange],
     budget: ByteBudget,
     parts_out: ObjectSendStream[Part],
+    *,
+    encode: Callable[[bytearray], PartPayload],
+    memory_per_byte: float,
 ) -> None:
-    """Read ``ranges`` in order into ``parts_out``, each charged to ``budget``.
+    """Read and encode ``ranges`` in order into ``parts_out``, each charged to ``budget``.
 
-    The stream's buffer sets how far reading runs ahead of sending; whoever
-    receives a ``Part`` owns its reservation and must release it.
+    The charge covers every copy the part will have while in flight (raw read,
+    wire encoding, request body), so the budget bounds real memory.  The
+    stream's buffer sets how far reading runs ahead of sending; whoever
+    receives a ``Part`` owns its charge and must release it.
     """
     fd = await anyio.to_thread.run_sync(_open_fd, layer)
     try:
         async with parts_out:
             for part_range in ranges:
-                await budget.acquire(part_range.length)
+                charge = min(math.ceil(part_range.length * memory_per_byte), budget.capacity)
+                await budget.acquire(charge)
                 try:
-                    data = bytearray(part_range.length)
-                    await anyio.to_thread.run_sync(_read_exactly, fd, data, part_range.first, layer)
-                    await parts_out.send(Part(part_range, data))
+                    payload = await anyio.to_thread.run_sync(
+                        _read_and_encode, fd, part_range, layer, encode
+                    )
+                    await parts_out.send(Part(part_range, payload, charge))
                 except BaseException:
-                    budget.release(part_range.length)
+                    budget.release(charge)
                     raise
     finally:
         os.close(fd)

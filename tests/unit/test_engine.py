@@ -25,7 +25,7 @@ from uploaderd.errors import (
 )
 from uploaderd.parts import MIB
 from uploaderd.progress import FileIdentity, LayerJob, Outcome, ResumePoint
-from uploaderd.registry.base import UploadSession
+from uploaderd.registry.base import PartPayload, UploadSession
 from uploaderd.retry import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
@@ -49,6 +49,11 @@ class MemoryRegistry:
     silently_drop_parts: set[int] = field(default_factory=set)
     completed: list[str] = field(default_factory=list)
 
+    memory_per_part_byte = 1.0
+
+    def encode_part(self, data: bytearray) -> PartPayload:
+        return PartPayload(len(data), bytes(data))
+
     async def ping(self) -> None:
         pass
 
@@ -64,9 +69,8 @@ class MemoryRegistry:
         self.uploads[upload_id] = bytearray()
         return UploadSession(repository, upload_id, self.part_size)
 
-    async def upload_part(
-        self, session: UploadSession, first_byte: int, data: bytes | bytearray
-    ) -> int:
+    async def upload_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
+        data = part.wire
         uid = session.upload_id
         self.in_flight[uid] = self.in_flight.get(uid, 0) + 1
         self.max_same_upload_overlap = max(self.max_same_upload_overlap, self.in_flight[uid])
@@ -221,8 +225,9 @@ async def test_resume_continues_an_earlier_upload_without_resending(tmp_path: Pa
     path, digest = make_layer(tmp_path, "l", 16 * MIB)
     data = path.read_bytes()
     session = await registry.start_upload("r1")
-    await registry.upload_part(session, 0, data[: 5 * MIB])
-    await registry.upload_part(session, 5 * MIB, data[5 * MIB : 10 * MIB])  # answer "lost"
+    await registry.upload_part(session, 0, registry.encode_part(bytearray(data[: 5 * MIB])))
+    lost_answer = registry.encode_part(bytearray(data[5 * MIB : 10 * MIB]))
+    await registry.upload_part(session, 5 * MIB, lost_answer)
     st = path.stat()
     job = LayerJob(
         path,

@@ -15,6 +15,11 @@ A fault spec is ``NAME=VALUE``:
 * ``non-json-every=N``: every Nth API request answers 200 with an HTML page, as a
   misconfigured proxy would; not applied.
 * ``refuse-for=SECONDS``: at start-up, the server refuses connections for this long.
+* ``slow-body=SECONDS``: every API answer is applied, then its status and headers go
+  out at once and its body trickles out in ``SLOW_BODY_PIECES`` pieces, SECONDS
+  apart.  A client whose read timeout is shorter than SECONDS gives up on a request
+  that was applied (like ``drop-after-apply``, but through its timeout); one with a
+  longer timeout copes, ``SLOW_BODY_PIECES`` x SECONDS later.
 
 The "every Nth" counters are per fault and count only requests that reach that fault:
 faults are tried in the order throttle, non-json, server-error, drop-after-apply, and
@@ -37,12 +42,16 @@ class FaultKind(StrEnum):
     FORGET_UPLOAD = "forget-upload-after"
     NON_JSON = "non-json-every"
     REFUSE = "refuse-for"
+    SLOW_BODY = "slow-body"
 
 
-_SECONDS = frozenset({FaultKind.LATENCY, FaultKind.REFUSE})
+_SECONDS = frozenset({FaultKind.LATENCY, FaultKind.REFUSE, FaultKind.SLOW_BODY})
 #: Tried in this order; the first that fires answers the request.
 _PER_REQUEST = (FaultKind.THROTTLE, FaultKind.NON_JSON)
 _PER_PART = (FaultKind.SERVER_ERROR, FaultKind.DROP_AFTER_APPLY)
+#: A trickle, not a byte at a time: ECR's answers are ~150 bytes, and a byte per
+#: SECONDS would make a client that copes take minutes per request.
+SLOW_BODY_PIECES = 8
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,11 @@ class FaultPlan:
     @property
     def refusals(self) -> list[float]:
         return [f.value for f in self.faults if f.kind is FaultKind.REFUSE]
+
+    @property
+    def slow_body(self) -> float:
+        """Seconds between the pieces of every answer's body (0: answered at once)."""
+        return max((f.value for f in self.faults if f.kind is FaultKind.SLOW_BODY), default=0.0)
 
     @property
     def forget_after(self) -> int | None:

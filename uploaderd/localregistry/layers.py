@@ -6,12 +6,12 @@ check answers with the error code and modeled fields ECR uses for that failure.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
+import pybase64
 
 from . import params
 from .catalog import Catalog, Repository, StoredLayer, is_digest
@@ -209,17 +209,13 @@ async def _decode_blob(encoded: str) -> bytes:
 
 
 def _strict_b64decode(encoded: str) -> bytes:
-    """Decodes in slices: one call on 27 MB holds the GIL for ~0.1 s, stalling the loop.
+    """Decodes with pybase64 (SIMD, several times the standard library's speed).
 
-    Slices are a multiple of 4 characters so each decodes on its own; padding is only
-    allowed at the very end, as it would be for a whole decode.
+    Padding is only allowed at the very end, as ECR's own decoder requires.
     """
     if len(encoded) % 4 or "=" in encoded[:-2]:
         raise binascii.Error("not canonical base64")
-    step = 4 * 256 * 1024
-    return b"".join(
-        base64.b64decode(encoded[i : i + step], validate=True) for i in range(0, len(encoded), step)
-    )
+    return pybase64.b64decode(encoded, validate=True)
 
 
 def _upload_not_found(repository: Repository, upload_id: str) -> EcrError:

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .catalog import Catalog, is_digest
 from .config import LocalRegistryConfig
-from .faults import Fault, FaultKind, FaultPlan, parse_fault
+from .faults import SLOW_BODY_PIECES, Fault, FaultKind, FaultPlan, parse_fault
 from .layers import LayerOperations
 from .operations import Operation, find_operation, operation_table
 from .protocol import (
@@ -104,18 +104,22 @@ class RegistryApp:
             self.stats.requests[name] += 1
             body = await _read_body(request)
             with self._tracking(name, body):
-                return await self._answer(request, name, operation, body)
+                answer = await self._answer(request, name, operation, body)
         except EcrError as error:
-            return error_response(error)
+            answer = error_response(error)
         except ConnectionDroppedError:
             return web.Response()  # never written: the transport is gone
         except Exception:
             # A bug here must still look like ECR to the client (a JSON
             # ServerException it may retry), not like an HTML page from aiohttp.
             log.exception("local registry failed to handle %s", request.headers.get("X-Amz-Target"))
-            return error_response(
+            answer = error_response(
                 EcrError("ServerException", "internal error in the local registry", status=500)
             )
+        if self.faults.slow_body:
+            self.stats.faults_injected[FaultKind.SLOW_BODY.value] += 1
+            return await _trickle(request, answer, self.faults.slow_body)
+        return answer
 
     async def _answer(
         self,
@@ -123,7 +127,7 @@ class RegistryApp:
         name: str,
         operation: Operation,
         body: JsonObject,
-    ) -> web.StreamResponse:
+    ) -> web.Response:
         if self.faults.latency:
             await anyio.sleep(self.faults.latency)
         if self.refusing:
@@ -216,6 +220,28 @@ async def _read_body(request: web.Request) -> JsonObject:
     if len(raw) > THREAD_THRESHOLD:
         return await anyio.to_thread.run_sync(decode_body, raw)
     return decode_body(raw)
+
+
+async def _trickle(
+    request: web.Request, answer: web.Response, seconds: float
+) -> web.StreamResponse:
+    """slow-body: headers at once, then the body in pieces, ``seconds`` apart.
+
+    The request was already applied; a client that times out mid-body cannot know it.
+    """
+    body = answer.body if isinstance(answer.body, bytes) else b""
+    stream = web.StreamResponse(status=answer.status, headers=answer.headers)
+    stream.content_length = len(body)
+    step = max(1, -(-len(body) // SLOW_BODY_PIECES))
+    try:
+        await stream.prepare(request)
+        for start in range(0, len(body), step):
+            await anyio.sleep(seconds)
+            await stream.write(body[start : start + step])
+        await stream.write_eof()
+    except ConnectionResetError:
+        pass  # the client gave up (its read timeout): nothing more to send
+    return stream
 
 
 def _drop_connection(request: web.Request) -> None:

@@ -27,8 +27,27 @@ class UploadSession:
     part_size: int
 
 
+@dataclass(frozen=True, slots=True)
+class PartPayload:
+    """A part's bytes as the registry's protocol carries them (ECR: base64 text).
+
+    Prepared in a worker thread by ``Registry.encode_part`` so the event loop
+    only moves bytes it already has.
+    """
+
+    length: int
+    wire: bytes | bytearray
+
+
 class Registry(Protocol):
     """A place layers can be pushed to."""
+
+    memory_per_part_byte: float
+    """Bytes held in memory for each byte of a part in flight (encodings, request body)."""
+
+    def encode_part(self, data: bytearray) -> PartPayload:
+        """Turn raw part bytes into what ``upload_part`` sends; runs off the event loop."""
+        ...
 
     async def ping(self) -> None:
         """Raise ``TransientRegistryError`` unless the registry answers at all.
@@ -46,9 +65,7 @@ class Registry(Protocol):
         """Open an upload for one new layer."""
         ...
 
-    async def upload_part(
-        self, session: UploadSession, first_byte: int, data: bytes | bytearray
-    ) -> int:
+    async def upload_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
         """Send bytes ``first_byte``.. of the layer; return the last byte the registry holds.
 
         Raises ``PartOutOfOrderError`` carrying the registry's next byte when
