@@ -1,58 +1,75 @@
-"""``uploaderd demo``: the whole job on one machine, so a newcomer sees it work.
+"""``uploaderd demo``: the main job on one machine, so a newcomer sees it work.
 
-It starts the embedded ECR-compatible registry on loopback, writes a few
-sample layers, runs the real ``uploaderd push`` command against it, fetches
-every layer back through GetDownloadUrlForLayer to check its digest, and
-pushes again to show that layers already present are skipped.
+It starts the embedded ECR-compatible registry on loopback, starts the real
+``uploaderd run`` daemon on a temporary spool, drops sample layers into it
+the way a build system does (write, then rename), waits for them to land in
+``done/``, fetches every layer back through GetDownloadUrlForLayer to check
+its digest, shows the daemon's metrics and ``uploaderd status``, and stops
+the daemon with SIGTERM.  Then ``uploaderd push`` of the same files shows
+that layers already present are skipped without sending a byte.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 from aiobotocore.session import get_session
+from anyio.abc import Process
 
 from uploaderd.localregistry import LocalRegistry, LocalRegistryConfig
 from uploaderd.parts import MIB
 
-SAMPLE_LAYERS = {"base.tar": 25 * MIB + 17, "deps.tar": 12 * MIB, "app.tar": 3 * MIB, "tag.tar": 1}
-REPOSITORY = "demo/app"
+SAMPLE_LAYERS = {
+    "demo/app": {"base.tar": 25 * MIB + 17, "deps.tar": 12 * MIB},
+    "demo/tools": {"app.tar": 3 * MIB, "tag.tar": 1},
+}
 DEMO_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "AKIADEMOUPLOADERD",
     "AWS_SECRET_ACCESS_KEY": "demo-secret",  # the local registry checks no secret
     "AWS_REGION": "us-east-1",
 }
+UPLOADERD = [sys.executable, "-m", "uploaderd"]
 
 
-def _write_samples(directory: Path) -> dict[Path, str]:
-    layers = {}
-    for name, size in SAMPLE_LAYERS.items():
-        data = os.urandom(size)
-        path = directory / name
-        path.write_bytes(data)
-        layers[path] = "sha256:" + hashlib.sha256(data).hexdigest()
-    return layers
+def _drop_samples(spool: Path) -> dict[tuple[str, str], str]:
+    """Write each layer under a hidden name, then rename it into place."""
+    digests = {}
+    for repository, layers in SAMPLE_LAYERS.items():
+        directory = spool / repository
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, size in layers.items():
+            data = os.urandom(size)
+            (directory / f".{name}.tmp").write_bytes(data)
+            (directory / f".{name}.tmp").rename(directory / name)
+            digests[(repository, name)] = "sha256:" + hashlib.sha256(data).hexdigest()
+    return digests
 
 
-async def _run_push(url: str, files: list[Path]) -> int:
-    command = [sys.executable, "-m", "uploaderd", "push", "--repository", REPOSITORY]
-    command += ["--endpoint-url", url, *map(str, files)]
-    print("$ uploaderd push --repository", REPOSITORY, "--endpoint-url", url, "...", flush=True)
-    env = {**os.environ, **DEMO_CREDENTIALS}
-    process = await anyio.run_process(
-        command, env=env, stdout=None, stderr=subprocess.STDOUT, check=False
-    )
-    return process.returncode
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
-async def _verify(url: str, layers: dict[Path, str]) -> bool:
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=60) as answer:  # noqa: S310  # loopback URL
+        data: bytes = answer.read()
+        return data
+
+
+async def _verify(url: str, digests: dict[tuple[str, str], str]) -> bool:
     """Fetch every layer back the way an ECR user would and compare digests."""
     ok = True
     async with get_session().create_client(
@@ -62,39 +79,101 @@ async def _verify(url: str, layers: dict[Path, str]) -> bool:
         aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
     ) as client:
-        for path, digest in layers.items():
+        for (repository, name), digest in digests.items():
             answer = await client.get_download_url_for_layer(
-                repositoryName=REPOSITORY, layerDigest=digest
+                repositoryName=repository, layerDigest=digest
             )
-            data = await anyio.to_thread.run_sync(_download, answer["downloadUrl"])
+            data = await anyio.to_thread.run_sync(_get, answer["downloadUrl"])
             fetched = "sha256:" + hashlib.sha256(data).hexdigest()
-            verdict = "verified" if fetched == digest else "MISMATCH"
             ok &= fetched == digest
-            print(f"{verdict:<9} {path.name:<9} {len(data):>9} bytes {fetched}", flush=True)
+            verdict = "verified" if fetched == digest else "MISMATCH"
+            print(f"  {verdict:<9} {repository}/{name:<9} {len(data):>9} bytes {fetched}")
     return ok
 
 
-def _download(url: str) -> bytes:
-    import urllib.request  # noqa: PLC0415  # only the demo downloads
+async def _wait_for_done(state: Path, count: int, daemon: Process) -> bool:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and daemon.returncode is None:
+        done = [p for p in (state / "done").rglob("*") if p.is_file()]
+        if len(done) == count:
+            return True
+        await anyio.sleep(0.2)
+    return False
 
-    with urllib.request.urlopen(url, timeout=60) as answer:  # noqa: S310  # loopback URL
-        data: bytes = answer.read()
-        return data
+
+def _show_metrics(metrics_url: str) -> None:
+    text = _get(f"{metrics_url}/metrics").decode()
+    wanted = (
+        "uploaderd_uploaded_bytes_total{",
+        "uploaderd_layers_total{",
+        "uploaderd_queue_files ",
+    )
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            print("  " + line)
 
 
 async def run_demo() -> int:
     with tempfile.TemporaryDirectory(prefix="uploaderd-demo-") as scratch:
         root = Path(scratch)
-        layers_dir = root / "layers"
-        layers_dir.mkdir()
+        spool, state = root / "spool", root / "state"
+        spool.mkdir()
         config = LocalRegistryConfig(storage=root / "registry", auto_create_repositories=True)
+        env = {**os.environ, **DEMO_CREDENTIALS}
         async with LocalRegistry(config) as registry:
-            print(f"local ECR-compatible registry on {registry.url}", flush=True)
-            layers = await anyio.to_thread.run_sync(_write_samples, layers_dir)
-            print(f"wrote {len(layers)} sample layers in {layers_dir}\n", flush=True)
-            first = await _run_push(registry.url, list(layers))
-            print("\nfetching every layer back through GetDownloadUrlForLayer:", flush=True)
-            verified = await _verify(registry.url, layers)
-            print("\npushing again: every layer is already present, no part is sent", flush=True)
-            second = await _run_push(registry.url, list(layers))
-    return 0 if first == 0 and second == 0 and verified else 1
+            print(f"local ECR-compatible registry on {registry.url}")
+            metrics_url = f"http://127.0.0.1:{_free_port()}"
+            command = [
+                *UPLOADERD,
+                "run",
+                "--watch",
+                str(spool),
+                "--state-dir",
+                str(state),
+                "--endpoint-url",
+                registry.url,
+                "--settle-seconds",
+                "0.5",
+                "--metrics-address",
+                metrics_url.removeprefix("http://"),
+            ]
+            print("$ uploaderd run --watch", spool, "--state-dir", state, "...\n", flush=True)
+            daemon = await anyio.open_process(command, env=env, stdout=None, stderr=None)
+            try:
+                await anyio.sleep(1.5)
+                digests = await anyio.to_thread.run_sync(_drop_samples, spool)
+                print(f"\ndropped {len(digests)} sample layers into {spool}\n", flush=True)
+                finished = await _wait_for_done(state, len(digests), daemon)
+                print(f"\n{'all' if finished else 'NOT all'} layers in {state / 'done'}")
+                print("fetching every layer back through GetDownloadUrlForLayer:")
+                verified = await _verify(registry.url, digests)
+                print("\nfrom the daemon's /metrics:")
+                await anyio.to_thread.run_sync(_show_metrics, metrics_url)
+                print("\n$ uploaderd status --state-dir", state, flush=True)
+                await anyio.run_process(
+                    [*UPLOADERD, "status", "--state-dir", str(state)], stdout=None, check=False
+                )
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                stopped = await daemon.wait()
+            print(f"\ndaemon stopped on SIGTERM, exit status {stopped}")
+            done = sorted(p for p in (state / "done").rglob("*") if p.is_file())
+            print("\n$ uploaderd push --repository demo/app ... (the same files again)", flush=True)
+            again = await anyio.run_process(
+                [
+                    *UPLOADERD,
+                    "push",
+                    "--repository",
+                    "demo/app",
+                    "--endpoint-url",
+                    registry.url,
+                    *(str(p) for p in done if "demo/app" in str(p)),
+                ],
+                env=env,
+                stdout=None,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+    ok = finished and verified and stopped == 0 and again.returncode == 0
+    print("\ndemo " + ("succeeded" if ok else "FAILED"))
+    return 0 if ok else 1
