@@ -216,10 +216,14 @@ def test_registry_that_never_answers_fails_in_bounded_time(
     path, _ = random_layer(tmp_path, "layer", 10)
     started = time.monotonic()
     run = push(
-        silent_server, "team/app", path, options=("--max-attempts", "2", "--request-timeout", "1")
+        silent_server,
+        "team/app",
+        path,
+        options=("--max-attempts", "2", "--request-timeout", "1"),
+        env=ONE_BOTOCORE_ATTEMPT,
     )
     assert run.returncode == 1
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 20
     assert "cannot reach the registry" in run.records[0]["error"]["message"]
 
 
