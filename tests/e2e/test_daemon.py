@@ -331,3 +331,39 @@ def test_retry_failed_puts_files_back_and_they_upload(tmp_path: Path) -> None:
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
+
+
+def test_sighup_reloads_the_config_file_and_refuses_a_bad_one(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("delete_uploaded = false\n")
+    daemon = start_daemon(tmp_path, registry.url, "--config", str(config))
+    try:
+        write_renamed(daemon.watch / "team/app", "kept.tar", 100)
+        daemon.wait_until(lambda: len(daemon.done_files()) == 1, 30, "kept.tar in done/")
+
+        config.write_text("delete_uploaded = true\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_until(
+            lambda: any(e["event"] == "reloaded" for e in daemon.log_events()), 10, "reload"
+        )
+        digest = write_renamed(daemon.watch / "team/app", "deleted.tar", 100)
+        daemon.wait_until(
+            lambda: registry.stats()["completed"].get(f"team/app@{digest}") == 1, 30, "upload"
+        )
+        daemon.wait_until(
+            lambda: not (daemon.watch / "team/app/deleted.tar").exists(), 10, "deletion"
+        )
+        assert [p.name for p in daemon.done_files()] == ["kept.tar"]
+
+        config.write_text("concurrency = 'many'\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_until(
+            lambda: any(e["event"] == "reload refused" for e in daemon.log_events()), 10, "refusal"
+        )
+        refused = next(e for e in daemon.log_events() if e["event"] == "reload refused")
+        assert f"'concurrency' in {config}" in refused["reason"]
+        assert daemon.process.poll() is None
+    finally:
+        assert daemon.stop() == 0
