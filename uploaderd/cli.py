@@ -27,6 +27,7 @@ from uploaderd.requeue import retry_failed
 from uploaderd.retry import RetryPolicy
 from uploaderd.sizes import parse_size
 from uploaderd.status import open_journal_read, show_status
+from uploaderd.terminal import PushProgress, watch_refreshing
 
 EXIT_OK = 0
 EXIT_LAYER_FAILED = 1
@@ -82,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--state-dir", type=Path, help="the daemon's state dir")
     status.add_argument("--config", type=Path, help="the daemon's config file")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--watch", action="store_true", help="refresh the view every second until Ctrl-C"
+    )
     retry = commands.add_parser(
         "retry-failed",
         help="put the files in <state-dir>/failed/ back into the spool",
@@ -139,6 +143,11 @@ def _add_push_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="seconds to wait for an answer to one request (default 120)",
     )
     push.add_argument("--json", action="store_true", help="one JSON object per layer")
+    push.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="plain lines even on a terminal (the live display is used only on a TTY)",
+    )
 
 
 def _add_run_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -194,9 +203,14 @@ async def _push(args: argparse.Namespace) -> int:
     )
     jobs = [LayerJob(path, args.repository) for path in args.files]
     started = time.monotonic()
+    live = sys.stdout.isatty() and not args.json and not args.no_progress
     async with open_ecr_registry(ecr) as registry:
-        engine = UploadEngine(registry, settings, _LinePrinter(as_json=args.json))
-        results = await engine.push_all(jobs)
+        if live:
+            with PushProgress(jobs) as display:
+                results = await UploadEngine(registry, settings, display).push_all(jobs)
+        else:
+            engine = UploadEngine(registry, settings, _LinePrinter(as_json=args.json))
+            results = await engine.push_all(jobs)
     print(summary_line(results, time.monotonic() - started), file=sys.stderr, flush=True)
     return EXIT_OK if all_succeeded(results) else EXIT_LAYER_FAILED
 
@@ -223,6 +237,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 async def _status(args: argparse.Namespace) -> int:
     found = load_partial(("state_dir",), vars(args), config_file=args.config)
+    if args.watch and not args.json:
+        await anyio.to_thread.run_sync(
+            watch_refreshing, lambda: show_status(found["state_dir"], as_json=False)
+        )
+        return EXIT_OK
     print(show_status(found["state_dir"], as_json=args.json))
     return EXIT_OK
 

@@ -91,6 +91,7 @@ class UploadEngine:
         """Push one layer; a failure is returned as a result, never raised."""
         started = time.monotonic()
         size, digest, push = 0, None, None
+        self.observer.layer_started(job)
         try:
             layer = LayerFile.open(job.path)
             size = layer.size

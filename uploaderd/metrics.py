@@ -89,6 +89,9 @@ class DaemonMetrics:
 
     # --- EngineObserver ------------------------------------------------------------------
 
+    def layer_started(self, job: LayerJob) -> None:
+        pass
+
     def layer_hashed(self, job: LayerJob, digest: str, size: int) -> None:
         pass
 

@@ -76,6 +76,9 @@ class LayerResult:
 class EngineObserver(Protocol):
     """Hooks called from the event loop; they must not block."""
 
+    def layer_started(self, job: LayerJob) -> None:
+        """The engine took the layer: it is being checked and hashed."""
+
     def layer_hashed(self, job: LayerJob, digest: str, size: int) -> None: ...
 
     def upload_started(self, job: LayerJob, upload_id: str, part_size: int) -> None: ...
@@ -90,6 +93,9 @@ class EngineObserver(Protocol):
 
 class SilentObserver:
     """The observer for callers that only want the results."""
+
+    def layer_started(self, job: LayerJob) -> None:
+        pass
 
     def layer_hashed(self, job: LayerJob, digest: str, size: int) -> None:
         pass

@@ -27,6 +27,9 @@ class DaemonObserver:
     def untrack(self, path: Path) -> None:
         self._records.pop(path, None)
 
+    def layer_started(self, job: LayerJob) -> None:
+        pass
+
     def layer_hashed(self, job: LayerJob, digest: str, size: int) -> None:
         record_id = self._records.get(job.path)
         if record_id is not None:
