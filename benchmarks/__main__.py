@@ -2,7 +2,8 @@
 
 Each benchmark is one module with ``run(quick=...) -> list[Figure]``; this dispatcher
 only chooses which to run and appends their figures to RESULTS.md with the exact
-command, so a row can always be reproduced.
+command and the commit measured, so a row can always be reproduced. A benchmark that
+fails says why and records nothing; the others still run, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import concurrency, harness, push
+from benchmarks import concurrency, harness, memory, pickup, push, small
 from benchmarks.harness import Figure
 
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     push.NAME: push.run,
     concurrency.NAME: concurrency.run,
+    memory.NAME: memory.run,
+    pickup.NAME: pickup.run,
+    small.NAME: small.run,
 }
 
 
@@ -40,10 +44,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     command = shlex.join(["python", "-m", "benchmarks", *args])
+    # Taken before running: the figures describe the code as it was when they started.
+    commit = harness.git_commit()
+    failed = []
     for name in options.names or list(BENCHMARKS):
-        figures = BENCHMARKS[name](quick=options.quick)
-        harness.append_results(figures, command)
-    print(f"\nrecorded in {harness.RESULTS_PATH}")
+        try:
+            figures = BENCHMARKS[name](quick=options.quick)
+        # BenchmarkError is a RuntimeError, as is the registry not starting; OSError is
+        # the registry going away mid-run.
+        except (RuntimeError, OSError) as exc:
+            print(f"\nbenchmark {name} FAILED, nothing recorded: {exc}", file=sys.stderr)
+            failed.append(name)
+            continue
+        harness.append_results(figures, command, commit)
+    print(f"\nrecorded in {harness.RESULTS_PATH} (commit {commit})")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

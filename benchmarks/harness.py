@@ -14,9 +14,11 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -27,11 +29,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 #: os.urandom is called per chunk so generating a 256 MiB layer never holds 256 MiB.
 GENERATE_CHUNK = 4 * MIB
 REGISTRY_START_TIMEOUT = 30.0
+#: A push child still running after this long is killed: a hung run must not hang us.
+RUN_TIMEOUT = 1800.0
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
-RESULTS_HEADER = """\
+RESULTS_INTRO = """\
 # Benchmark results
 
 Appended by `python -m benchmarks`, one row per figure, never edited by hand.
@@ -42,10 +47,24 @@ Appended by `python -m benchmarks`, one row per figure, never edited by hand.
   a budget, the concurrency-1 throughput); **ratio**: value / reference.
 - **target**: what the design promises; **met?**: whether this run met it.
 - **command**: exactly what was run, from the repository root with the venv's python.
-
-| date (UTC) | machine | benchmark | figure | value | reference | ratio | target | met? | command |
-|---|---|---|---|---|---|---|---|---|---|
 """
+#: Rows written before the commit was recorded have no commit column; rather than
+#: rewrite them, a file that has only the old table gets this second table appended.
+COMMIT_COLUMNS = "| date (UTC) | commit | machine |"
+COMMIT_TABLE = f"""
+## Rows that name the commit measured
+
+From here on each row also names the commit measured (`git rev-parse --short HEAD`),
+with `+dirty` when tracked files had uncommitted changes: such a figure cannot be
+reproduced from the commit alone. The other columns are as above.
+
+{COMMIT_COLUMNS} benchmark | figure | value | reference | ratio | target | met? | command |
+|---|---|---|---|---|---|---|---|---|---|---|
+"""
+
+
+class BenchmarkError(RuntimeError):
+    """A run that produced no trustworthy figure: the message says what went wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +118,18 @@ def push_environment() -> dict[str, str]:
     return env
 
 
+def require_free_disk(needed_bytes: int, directory: str | None = None) -> None:
+    """Fails before writing anything rather than filling the disk halfway through."""
+    where = directory or tempfile.gettempdir()
+    free = shutil.disk_usage(where).free
+    if free < needed_bytes:
+        raise BenchmarkError(
+            f"{where} has {free / GIB:.1f} GiB free; this benchmark needs "
+            f"{needed_bytes / GIB:.1f} GiB (layers and the registry's copy); free some space "
+            "or point TMPDIR elsewhere"
+        )
+
+
 @contextmanager
 def temporary_layers(count: int, size: int) -> Iterator[list[Path]]:
     """Incompressible layers on disk, deleted afterwards however the benchmark ends."""
@@ -106,12 +137,12 @@ def temporary_layers(count: int, size: int) -> Iterator[list[Path]]:
         paths = []
         for index in range(count):
             path = Path(directory) / f"layer-{index}.tar"
-            _write_random(path, size)
+            write_random(path, size)
             paths.append(path)
         yield paths
 
 
-def _write_random(path: Path, size: int) -> None:
+def write_random(path: Path, size: int) -> None:
     with path.open("wb") as out:
         remaining = size
         while remaining:
@@ -200,18 +231,36 @@ def push_argv(
     ]
 
 
-def run_measured(argv: Sequence[str], env: dict[str, str]) -> ChildRun:
+def run_measured(
+    argv: Sequence[str], env: dict[str, str], timeout: float = RUN_TIMEOUT
+) -> ChildRun:
     """Runs a child and reaps it with wait4, so the peak RSS is that child's own.
 
     Output goes to files, not pipes: a pipe nobody reads while we block in wait4 could
-    fill and stall the child, which would show up as a slow push.
+    fill and stall the child, which would show up as a slow push. A child still running
+    after ``timeout`` is killed and the run fails, rather than hanging the benchmark.
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
+        # A timer kills the child rather than polling, so the wall time stays exact.
+        killer = threading.Timer(timeout, os.kill, (process.pid, signal.SIGKILL))
+        killer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C, say: leave no orphan behind
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            killer.cancel()
         process.returncode = os.waitstatus_to_exitcode(status)
+        if time.perf_counter() - started >= timeout:
+            raise BenchmarkError(
+                f"{argv[1]} did not finish within {timeout:.0f} s and was killed; "
+                f"stderr tail:\n{_read_all(err)[-4000:]}"
+            )
+        wall = time.perf_counter() - started
         cpu = usage.ru_utime + usage.ru_stime
         # ru_maxrss is in KiB on Linux.
         return ChildRun(
@@ -246,17 +295,39 @@ def print_table(title: str, rows: Sequence[tuple[str, str]], out: TextIO = sys.s
     out.flush()
 
 
-def append_results(figures: Sequence[Figure], command: str, path: Path = RESULTS_PATH) -> None:
-    """Appends one row per figure; the header is written once, when the file is new."""
+def git_commit() -> str:
+    """The commit measured, ``+dirty`` if tracked files differ from it (untracked files
+    are ignored: scratch files beside the checkout do not change what was measured)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = _git(root, "rev-parse", "--short", "HEAD").strip()
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no").strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else head
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
+def append_results(
+    figures: Sequence[Figure], command: str, commit: str, path: Path = RESULTS_PATH
+) -> None:
+    """Appends one row per figure, starting the table with the commit column if needed."""
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     lines = [
-        f"| {date} | {machine()} | {f.benchmark} | {f.name} | {f.value:.1f} | "
+        f"| {date} | {commit} | {machine()} | {f.benchmark} | {f.name} | {f.value:.1f} | "
         f"{f.reference:.1f} | {f.ratio:.2f} | {f.target} | {'yes' if f.met else 'NO'} | "
         f"`{command}` |\n"
         for f in figures
     ]
-    new = not path.exists()
+    existing = path.read_text(encoding="utf-8") if path.exists() else None
     with path.open("a", encoding="utf-8") as results:
-        if new:
-            results.write(RESULTS_HEADER)
+        if existing is None:
+            results.write(RESULTS_INTRO + COMMIT_TABLE)
+        elif COMMIT_COLUMNS not in existing:
+            results.write(COMMIT_TABLE)
         results.writelines(lines)
