@@ -17,11 +17,12 @@ from uploaderd.daemon import run_daemon
 from uploaderd.demo import run_demo
 from uploaderd.engine import EngineSettings, UploadEngine, all_succeeded
 from uploaderd.errors import ConfigurationError, UploaderError, unwrap_group
+from uploaderd.image.command import add_image_arguments, push_image_command
 from uploaderd.memory import return_freed_buffers_to_the_system
 from uploaderd.naming import repository_name_problem
 from uploaderd.parts import MIB
 from uploaderd.progress import LayerJob, LayerResult, SilentObserver
-from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
+from uploaderd.registry.choice import add_registry_arguments, open_registry
 from uploaderd.report import result_line, result_record, summary_line
 from uploaderd.requeue import retry_failed
 from uploaderd.retry import RetryPolicy
@@ -112,8 +113,10 @@ def _add_push_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "Credentials, region and endpoint come from the standard AWS chain "
         "(AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_ECR, ...) unless given here.",
     )
-    push.add_argument("files", nargs="+", type=Path, metavar="FILE", help="layer files to push")
-    push.add_argument("--repository", required=True, help="ECR repository name")
+    push.add_argument("files", nargs="*", type=Path, metavar="FILE", help="layer files to push")
+    push.add_argument("--repository", required=True, help="repository name")
+    add_image_arguments(push)
+    add_registry_arguments(push)
     push.add_argument("--endpoint-url", help="ECR endpoint (default: the AWS chain)")
     push.add_argument("--region", help="AWS region (default: the AWS chain)")
     push.add_argument(
@@ -194,17 +197,12 @@ async def _push(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc), code="InvalidSetting") from None
-    ecr = EcrSettings(
-        region=args.region,
-        endpoint_url=args.endpoint_url,
-        max_connections=args.concurrency + 2,
-        read_timeout=args.request_timeout,
-        connect_timeout=min(10.0, args.request_timeout),
-    )
+    if args.image is not None or not args.files:
+        return await push_image_command(args, settings, _LinePrinter(as_json=args.json))
     jobs = [LayerJob(path, args.repository) for path in args.files]
     started = time.monotonic()
     live = sys.stdout.isatty() and not args.json and not args.no_progress
-    async with open_ecr_registry(ecr) as registry:
+    async with open_registry(args) as registry:
         if live:
             with PushProgress(jobs) as display:
                 results = await UploadEngine(registry, settings, display).push_all(jobs)

@@ -49,6 +49,10 @@ class LayerChangedError(LayerFileError):
     """The file changed between hashing and uploading; pushing it would mix versions."""
 
 
+class ImageError(UploaderError):
+    """The image to push is malformed (missing or corrupt blob, unknown media type, ...)."""
+
+
 class RegistryError(UploaderError):
     """The registry refused a request; ``code`` is its error name."""
 

@@ -76,3 +76,14 @@ class Registry(Protocol):
     async def complete_upload(self, session: UploadSession, digest: str) -> None:
         """Finish the upload; a layer the registry already has counts as finished."""
         ...
+
+    async def put_manifest(
+        self, repository: str, tag: str, manifest: bytes, media_type: str
+    ) -> None:
+        """Publish an image manifest under ``tag``; its blobs must already be present.
+
+        Called only after every blob the manifest names was confirmed, so a
+        tag never points at an image someone cannot pull.  Publishing the
+        same manifest under the same tag again counts as success.
+        """
+        ...

@@ -64,6 +64,8 @@ PERMANENT_HINTS = {
     "use a --part-size of at least 5 MiB",
     "EmptyUploadException": "no bytes were uploaded before completion",
     "InvalidParameterException": "the registry refused a parameter",
+    "LayersNotFoundException": "the manifest names blobs the repository does not have",
+    "ImageTagAlreadyExistsException": "the repository's tags are immutable; push under a new --tag",
 }
 
 
@@ -198,6 +200,24 @@ class EcrRegistry:
             )
         except RegistryError as exc:
             if exc.code != "LayerAlreadyExistsException":
+                raise
+
+    async def put_manifest(
+        self, repository: str, tag: str, manifest: bytes, media_type: str
+    ) -> None:
+        try:
+            await self._call(
+                repository,
+                self._client.put_image(
+                    repositoryName=repository,
+                    imageManifest=manifest.decode("utf-8"),
+                    imageManifestMediaType=media_type,
+                    imageTag=tag,
+                ),
+            )
+        except RegistryError as exc:
+            # The same manifest under the same tag: a repeated push, nothing to change.
+            if exc.code != "ImageAlreadyExistsException":
                 raise
 
     async def _call(self, repository: str, request: Any) -> Any:

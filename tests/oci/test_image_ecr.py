@@ -1,0 +1,78 @@
+"""``uploaderd push --image`` through ECR's API, to the embedded ECR-compatible registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiobotocore.session import get_session
+
+from tests.e2e.conftest import RegistryProcess, push, start_registry
+from tests.oci.conftest import sha256, write_layout
+
+MIB = 1024 * 1024
+pytestmark = pytest.mark.e2e
+
+
+def batch_get_image(registry: RegistryProcess, repository: str, tag: str) -> dict[str, Any]:
+    async def get() -> dict[str, Any]:
+        async with get_session().create_client(
+            "ecr",
+            region_name="us-east-1",
+            endpoint_url=registry.url,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        ) as client:
+            answer = await client.batch_get_image(
+                repositoryName=repository, imageIds=[{"imageTag": tag}]
+            )
+            return dict(answer)
+
+    return asyncio.run(get())
+
+
+def test_image_pushed_through_ecr_api_reads_back(
+    ecr_registry: RegistryProcess, tmp_path: Path
+) -> None:
+    registry = ecr_registry
+    layout = write_layout(tmp_path / "layout", [6 * MIB, 2000], tag="release-1")
+
+    run = push(registry.url, "team/app", options=("--image", str(layout.root)))
+    again = push(registry.url, "team/app", options=("--image", str(layout.root)))
+
+    assert run.returncode == 0, run.stderr
+    assert f"tagged team/app:release-1 {layout.manifest_digest}" in run.stderr
+    answer = batch_get_image(registry, "team/app", "release-1")
+    assert answer["failures"] == []
+    image = answer["images"][0]
+    assert image["imageManifest"].encode() == layout.manifest
+    assert image["imageId"]["imageDigest"] == layout.manifest_digest
+    manifest = json.loads(image["imageManifest"])
+    for descriptor in (manifest["config"], *manifest["layers"]):
+        fetched = registry.fetch_layer("team/app", descriptor["digest"])
+        assert sha256(fetched) == descriptor["digest"]
+    assert again.returncode == 0, again.stderr
+    assert {r["outcome"] for r in again.records} == {"exists"}
+
+
+def test_failed_blob_leaves_nothing_tagged(tmp_path: Path) -> None:
+    server = start_registry(
+        tmp_path / "storage", "--auto-create-repositories", "--fault", "server-error-every=1"
+    )
+    try:
+        layout = write_layout(tmp_path / "layout", [1000], tag="v1")
+        run = push(
+            server.url,
+            "team/app",
+            options=("--image", str(layout.root), "--max-attempts", "1"),
+            env={"AWS_MAX_ATTEMPTS": "1"},
+        )
+        assert run.returncode == 1
+        assert "team/app:v1 was not tagged" in run.stderr
+        assert server.stats()["requests"].get("PutImage", 0) == 0
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)

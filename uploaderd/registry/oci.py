@@ -1,0 +1,375 @@
+"""Any OCI Distribution registry (distribution, Harbor, Quay, GHCR, ...) over aiohttp.
+
+Blobs go up by the distribution spec's chunked upload, which fits the
+engine's model exactly: ``POST`` opens an upload, each part is a ``PATCH``
+with ``Content-Range`` sent strictly in order, and ``PUT ?digest=`` closes
+it.  Every answer carries a new ``Location`` that must be used for the next
+request (distribution signs the upload's offset into it), so the latest one
+is kept per upload here; the engine only ever sees the first, as the upload id.
+
+When a ``PATCH`` is refused with 416 or its connection drops, the registry
+is asked where the upload stands (``GET`` on the upload, ``Range: 0-<last>``)
+and the engine goes on from there, as it does after ECR's
+InvalidLayerPartException.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import quote
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from uploaderd.errors import (
+    ConfigurationError,
+    PartOutOfOrderError,
+    RegistryError,
+    TransientRegistryError,
+    UploadNotFoundError,
+)
+from uploaderd.parts import MIB
+from uploaderd.registry.base import PartPayload, UploadSession
+from uploaderd.registry.ociauth import Authenticator, Credentials, credentials_for
+
+DEFAULT_PART_SIZE = 10 * MIB
+UPLOAD_GONE_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"})
+"""distribution cancels an upload whose signed state is stale and answers BLOB_UPLOAD_INVALID."""
+
+PERMANENT_HINTS = {
+    "NAME_UNKNOWN": "the repository does not exist and the registry does not create it on push",
+    "NAME_INVALID": "the registry refuses this repository name",
+    "DIGEST_INVALID": "the registry computed a different digest from the bytes sent; "
+    "the file was changed or corrupted while being pushed",
+    "MANIFEST_BLOB_UNKNOWN": "the manifest names a blob the repository does not have",
+    "MANIFEST_INVALID": "the registry refused the manifest",
+    "TAG_INVALID": "the registry refuses this tag",
+    "DENIED": "the credentials in use may not push to this repository",
+    "UNSUPPORTED": "the registry does not support this operation",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OciSettings:
+    """How to reach one OCI registry."""
+
+    url: str
+    insecure: bool = False
+    username: str | None = None
+    docker_config: Path | None = None
+    max_connections: int = 10
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    part_size: int = DEFAULT_PART_SIZE
+
+
+def registry_base_url(text: str, *, insecure: bool) -> URL:
+    """``host[:port]`` or ``http(s)://host[:port]`` -> the registry's base URL.
+
+    Plain http sends credentials and layers in clear, so it needs
+    ``--insecure-registry``, as docker's ``insecure-registries`` does.
+    """
+    url = URL(text if "://" in text else f"https://{text}")
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"--registry {text!r} is not a registry address; give https://host[:port]",
+            code="InvalidRegistryURL",
+        )
+    if url.scheme == "http" and not insecure:
+        raise ConfigurationError(
+            f"--registry {text!r} is plain http; pass --insecure-registry to allow it",
+            code="InsecureRegistry",
+        )
+    return url.with_path("/").with_query(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def error_code(self) -> str:
+        """The first OCI error code in the body (``{"errors":[{"code":...}]}``), else HTTPnnn."""
+        try:
+            errors = json.loads(self.body).get("errors") or []
+            return str(errors[0]["code"])
+        except (ValueError, AttributeError, LookupError, TypeError):
+            return f"HTTP{self.status}"
+
+    def error_text(self) -> str:
+        try:
+            errors = json.loads(self.body).get("errors") or []
+            return "; ".join(str(e.get("message") or e.get("code")) for e in errors)
+        except (ValueError, AttributeError, TypeError):
+            return self.body[:200].decode("utf-8", "replace").strip()
+
+
+class _ConnectionLostError(TransientRegistryError):
+    """The request may or may not have reached the registry."""
+
+
+@dataclass(slots=True)
+class OciRegistry:
+    """The ``Registry`` interface over one aiohttp session to one OCI registry."""
+
+    session: aiohttp.ClientSession
+    base: URL
+    auth: Authenticator
+    part_size: int = DEFAULT_PART_SIZE
+    memory_per_part_byte: float = 1.2
+    """The raw part is the request body; aiohttp sends it without copying."""
+    _locations: dict[str, URL] = field(default_factory=dict)
+    _known_in: dict[str, str] = field(default_factory=dict)
+    """digest -> a repository of this registry that has it, for cross-repository mounts."""
+
+    @property
+    def name(self) -> str:
+        return str(self.base.authority)
+
+    def encode_part(self, data: bytearray) -> PartPayload:
+        return PartPayload(len(data), data)
+
+    async def ping(self) -> None:
+        await self._exchange("GET", self.base / "v2/", {}, None)
+
+    async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
+        """The digests the repository lacks, after mounting those another repository has.
+
+        A blob pushed to another repository of this registry in this process
+        is mounted instead of sent again: the registry links it without a byte
+        crossing the network, and the layer is then present.
+        """
+        missing: set[str] = set()
+        for digest in digests:
+            url = self._repo_url(repository, f"blobs/{digest}")
+            answer = await self._send("HEAD", url, repository)
+            if answer.status == 200:
+                self._known_in.setdefault(digest, repository)
+            elif answer.status == 404:
+                if not await self._mount(repository, digest):
+                    missing.add(digest)
+            else:
+                self._raise(answer, repository, "checking a blob")
+        return missing
+
+    async def _mount(self, repository: str, digest: str) -> bool:
+        source = self._known_in.get(digest)
+        if source is None or source == repository:
+            return False
+        url = self._repo_url(repository, "blobs/uploads/").with_query(
+            mount=digest, **{"from": source}
+        )
+        answer = await self._send("POST", url, repository, also_pull=source)
+        if answer.status == 201:
+            return True
+        if answer.status == 202:  # mount refused, an ordinary upload was opened instead
+            await self._send("DELETE", self._location(answer, url), repository)
+            return False
+        return self._raise(answer, repository, "mounting a blob")
+
+    async def start_upload(self, repository: str) -> UploadSession:
+        url = self._repo_url(repository, "blobs/uploads/")
+        answer = await self._send("POST", url, repository, headers={"Content-Length": "0"})
+        if answer.status != 202:
+            self._raise(answer, repository, "opening an upload")
+        location = self._location(answer, url)
+        self._locations[str(location)] = location
+        return UploadSession(repository, str(location), self.part_size)
+
+    async def upload_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
+        location = self._locations.get(session.upload_id, URL(session.upload_id))
+        last_byte = first_byte + part.length - 1
+        headers = {
+            "Content-Range": f"{first_byte}-{last_byte}",
+            "Content-Type": "application/octet-stream",
+        }
+        try:
+            answer = await self._send(
+                "PATCH", location, session.repository, headers=headers, data=part.wire
+            )
+        except _ConnectionLostError:
+            await self._resynchronise(session, location, first_byte)
+            raise
+        if answer.status == 416:
+            await self._resynchronise(session, location, first_byte)
+            raise TransientRegistryError(
+                "the registry refused the part's range but holds the bytes before it",
+                repository=session.repository,
+                code="RangeNotSatisfiable",
+            )
+        if answer.status != 202:
+            self._raise(answer, session.repository, "sending a part", upload=True)
+        self._locations[session.upload_id] = self._location(answer, location)
+        held = _range_end(answer.headers.get("Range"))
+        if held is not None and held != last_byte:
+            # A registry that ignores Content-Range (distribution 2.x) appends a
+            # resent part instead of answering 416: the upload now holds bytes
+            # in the wrong place, and only a new upload can fix that.
+            raise UploadNotFoundError(
+                f"registry {self.name} holds bytes 0-{held} after a part ending at {last_byte}; "
+                "starting the layer's upload again",
+                repository=session.repository,
+                code="UploadDiverged",
+            )
+        return last_byte
+
+    async def _resynchronise(self, session: UploadSession, location: URL, first_byte: int) -> None:
+        """Raise ``PartOutOfOrderError`` if the registry holds another count than ``first_byte``.
+
+        Returns when it holds exactly the bytes before this part: sending the
+        same part again is then the right move, left to the caller's retry.
+        """
+        answer = await self._send("GET", location, session.repository)
+        if answer.status not in (200, 204):
+            self._raise(answer, session.repository, "asking for an upload's status", upload=True)
+        self._locations[session.upload_id] = self._location(answer, location)
+        held = _range_end(answer.headers.get("Range"))
+        next_byte = 0 if held is None else held + 1
+        if next_byte != first_byte:
+            raise PartOutOfOrderError(
+                f"registry holds bytes up to {next_byte - 1}",
+                next_byte=next_byte,
+                repository=session.repository,
+            )
+
+    async def complete_upload(self, session: UploadSession, digest: str) -> None:
+        location = self._locations.get(session.upload_id, URL(session.upload_id))
+        url = location.update_query(digest=digest)
+        answer = await self._send("PUT", url, session.repository, headers={"Content-Length": "0"})
+        if answer.status not in (201, 204):
+            self._raise(answer, session.repository, "completing an upload", upload=True)
+        self._locations.pop(session.upload_id, None)
+        self._known_in.setdefault(digest, session.repository)
+
+    async def put_manifest(
+        self, repository: str, tag: str, manifest: bytes, media_type: str
+    ) -> None:
+        url = self._repo_url(repository, f"manifests/{quote(tag, safe='')}")
+        answer = await self._send(
+            "PUT", url, repository, headers={"Content-Type": media_type}, data=manifest
+        )
+        if answer.status not in (200, 201, 202):
+            self._raise(answer, repository, f"tagging {tag!r}")
+
+    def _repo_url(self, repository: str, rest: str) -> URL:
+        return URL(f"{str(self.base).rstrip('/')}/v2/{repository}/{rest}", encoded=False)
+
+    def _location(self, answer: _Answer, request_url: URL) -> URL:
+        location = answer.headers.get("Location")
+        if not location:
+            raise TransientRegistryError(
+                f"registry {self.name} answered an upload request without a Location",
+                code="MalformedResponse",
+            )
+        return request_url.join(URL(location, encoded=True))
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        repository: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: bytes | bytearray | None = None,
+        also_pull: str | None = None,
+    ) -> _Answer:
+        """One request, answering an authentication challenge once if the registry asks."""
+        scope = f"repository:{repository}:pull,push"
+        if also_pull is not None:
+            scope += f" repository:{also_pull}:pull"
+        answered = False
+        while True:
+            request_headers = CIMultiDict(headers or {})
+            authorization = self.auth.header(scope)
+            if authorization is not None:
+                request_headers["Authorization"] = authorization
+            answer = await self._exchange(method, url, request_headers, data)
+            challenge = answer.headers.get("WWW-Authenticate")
+            if answer.status == 401 and challenge and not answered:
+                self.auth.forget(scope)
+                await self.auth.answer(challenge, scope)
+                answered = True
+                continue
+            if answer.status in (401, 403):
+                raise self.auth.refused(answer.status)
+            if answer.status == 429 or answer.status >= 500:
+                raise TransientRegistryError(
+                    f"registry {self.name} answered HTTP {answer.status} to {method}: "
+                    f"{answer.error_text()}",
+                    repository=repository,
+                    code=answer.error_code() if answer.status >= 500 else "TooManyRequests",
+                )
+            return answer
+
+    async def _exchange(
+        self,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str] | dict[str, str],
+        data: bytes | bytearray | None,
+    ) -> _Answer:
+        try:
+            async with self.session.request(method, url, headers=headers, data=data) as response:
+                body = await response.read()
+                return _Answer(response.status, response.headers, body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _ConnectionLostError(
+                f"cannot reach registry {self.name}: {exc!r}", code=type(exc).__name__
+            ) from exc
+
+    def _raise(
+        self, answer: _Answer, repository: str, doing: str, *, upload: bool = False
+    ) -> NoReturn:
+        code = answer.error_code()
+        if upload and (answer.status == 404 or code in UPLOAD_GONE_CODES):
+            raise UploadNotFoundError(
+                f"registry {self.name} no longer knows the upload ({code})",
+                repository=repository,
+                code="UploadNotFound",
+            )
+        text = f"{code} (HTTP {answer.status}) while {doing}: {answer.error_text()}"
+        hint = PERMANENT_HINTS.get(code)
+        if hint:
+            text += f"; {hint}"
+        raise RegistryError(text, repository=repository, code=code)
+
+
+def _range_end(header: str | None) -> int | None:
+    """The last byte of ``Range: 0-<last>``; None for no header or an empty upload."""
+    if not header:
+        return None
+    _, _, end = header.partition("-")
+    try:
+        last = int(end)
+    except ValueError:
+        return None
+    # distribution answers "0-0" for an upload that holds nothing yet.
+    return None if last == 0 else last
+
+
+@asynccontextmanager
+async def open_oci_registry(settings: OciSettings) -> AsyncIterator[OciRegistry]:
+    """An ``OciRegistry`` whose connection pool is sized to the layers in flight."""
+    base = registry_base_url(settings.url, insecure=settings.insecure)
+    host = str(base.authority)
+    credentials: Credentials | None = await credentials_for(
+        host, settings.username, settings.docker_config
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+    )
+    # --insecure-registry means what it means to docker: http allowed, TLS not verified.
+    connector = aiohttp.TCPConnector(limit=settings.max_connections, ssl=not settings.insecure)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=False
+    ) as session:
+        yield OciRegistry(
+            session, base, Authenticator(session, host, credentials), settings.part_size
+        )
