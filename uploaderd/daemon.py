@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import time
 from collections.abc import Callable
@@ -26,15 +25,15 @@ from uploaderd.archive import Archiver
 from uploaderd.config import Settings
 from uploaderd.engine import EngineSettings, UploadEngine
 from uploaderd.errors import ConfigurationError, TransientRegistryError, UploaderError
+from uploaderd.filepush import FilePush
 from uploaderd.intake import Intake
-from uploaderd.journal import FileRecord, Journal, JournalError
+from uploaderd.journal import Journal
 from uploaderd.metrics import DaemonMetrics, metrics_app
 from uploaderd.parts import MIB
-from uploaderd.progress import LayerJob, LayerResult, Outcome
 from uploaderd.registry.base import Registry
 from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
 from uploaderd.retry import RetryPolicy
-from uploaderd.spool import identity_of, walk
+from uploaderd.spool import walk
 from uploaderd.systemd import SystemdNotifier
 from uploaderd.tracking import DaemonObserver
 from uploaderd.watcher import Seen, Settler, SpoolWatcher
@@ -83,6 +82,15 @@ class Daemon:
         self.watcher = SpoolWatcher(settings.watch, self.settler, self.rescan)
         self.observer = DaemonObserver(journal, metrics)
         self.engine = UploadEngine(registry, engine_settings(settings), self.observer)
+        self.file_push = FilePush(
+            journal=journal,
+            engine=self.engine,
+            observer=self.observer,
+            metrics=metrics,
+            archiver=self.archiver,
+            settings=lambda: self.settings,
+            pause=self._pause,
+        )
         self.draining = False
         self.registry_reachable: bool | None = None
         self.paused_reason: str | None = None
@@ -115,93 +123,7 @@ class Daemon:
             if record is None:
                 await self._wakeup.wait_at_most(1.0)
                 continue
-            await self._process(record)
-
-    async def _process(self, record: FileRecord) -> None:
-        path = self.settings.watch / record.relpath
-        current = identity_of(path)
-        if current is None:
-            self.journal.forget(record.id, "the file disappeared from the spool before upload")
-            logs.event(
-                "file vanished",
-                level=logging.WARNING,
-                file=record.relpath,
-                repository=record.repository,
-            )
-            return
-        if current != record.identity:
-            self.journal.record_new_identity(record.id, current)
-            record = self.journal.get(record.id) or record
-        job = LayerJob(
-            path,
-            record.repository,
-            known_digest=record.digest,
-            known_identity=record.identity,
-            resume=record.resume,
-        )
-        self.observer.track(path, record)
-        self.metrics.in_flight.inc()
-        try:
-            result = await self.engine.push_layer(job)
-        finally:
-            self.metrics.in_flight.dec()
-            self.observer.untrack(path)
-        self._settle(record, result)
-
-    def _settle(self, record: FileRecord, result: LayerResult) -> None:
-        _log_result(record, result)
-        try:
-            self._record_result(record, result)
-        except JournalError as exc:
-            self._pause(str(exc))
-
-    def _record_result(self, record: FileRecord, result: LayerResult) -> None:
-        error = result.error
-        if isinstance(error, JournalError):
-            self._pause(str(error))  # the file stays in the spool; a restart resumes it
-            return
-        if error is None:
-            self._finish_done(record, result.outcome)
-        elif _worth_retrying(error):
-            delay = _backoff(record.attempts, self.settings.retry_max_delay)
-            if error.code == "FileChanged":
-                delay = max(self.settings.settle_seconds, 0.1)
-            self.journal.postpone(
-                record.id, not_before=time.time() + delay, code=error.code, message=error.message
-            )
-        else:
-            self._finish_failed(record, error, result.attempts)
-
-    def _finish_done(self, record: FileRecord, outcome: Outcome) -> None:
-        destination = None if self.settings.delete_uploaded else "done/"
-        self.journal.finish(record.id, state="done", outcome=outcome.value, destination=destination)
-        try:
-            self.archiver.file_done(record.relpath)
-        except OSError as exc:
-            self._pause(f"cannot move {record.relpath} to done/: {exc}")
-
-    def _finish_failed(self, record: FileRecord, error: UploaderError, attempts: int) -> None:
-        self.journal.finish(
-            record.id,
-            state="failed",
-            outcome="failed",
-            destination="failed/",
-            error_code=error.code,
-            error_message=error.message,
-        )
-        details = {
-            "code": error.code,
-            "message": error.message,
-            "repository": record.repository,
-            "attempts": record.attempts,
-            "engine_attempts": attempts,
-            "queued_at": record.queued_at,
-            "failed_at": time.time(),
-        }
-        try:
-            self.archiver.file_failed(record.relpath, details)
-        except OSError as exc:
-            self._pause(f"cannot move {record.relpath} to failed/: {exc}")
+            await self.file_push.run(record)
 
     def _pause(self, reason: str) -> None:
         """The state dir cannot take more: stop taking files rather than lose state."""
@@ -374,40 +296,6 @@ def engine_settings(settings: Settings) -> EngineSettings:
         memory_budget=settings.memory_budget,
         part_size=settings.part_size,
         retry=RetryPolicy(max_attempts=settings.max_attempts),
-    )
-
-
-def _worth_retrying(error: UploaderError) -> bool:
-    """Transient faults, a file still being changed, and missing credentials come back."""
-    return error.transient or error.code in {"FileChanged", "NoCredentials"}
-
-
-def _backoff(attempts: int, ceiling: float) -> float:
-    base = min(ceiling, 2.0 ** min(attempts, 16))
-    return random.uniform(base / 2, base)  # noqa: S311  # jitter, not a secret
-
-
-def _log_result(record: FileRecord, result: LayerResult) -> None:
-    fields: dict[str, object] = {
-        "outcome": result.outcome.value,
-        "repository": record.repository,
-        "file": record.relpath,
-        "digest": result.digest or "",
-        "size": result.size,
-        "seconds": round(result.seconds, 3),
-        "mib_per_s": round(result.mib_per_second, 2),
-        "attempts": result.attempts,
-    }
-    level = logging.INFO
-    if result.error is not None:
-        fields.update(
-            code=result.error.code, reason=result.error.message, retry=_worth_retrying(result.error)
-        )
-        level = logging.WARNING if _worth_retrying(result.error) else logging.ERROR
-    logs.event(
-        "layer " + ("retry later" if level == logging.WARNING else result.outcome.value),
-        level=level,
-        **fields,
     )
 
 

@@ -1,0 +1,169 @@
+"""One journaled spool file: pushed through the engine, then moved to where it ends.
+
+Uploaded files go to done/ (or are deleted), permanent failures to failed/
+with their reason, and transient failures back to the queue with backoff:
+nothing is lost, and the journal row is written before the file moves, so
+a crash in between is mended at the next start (see ``intake``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from uploaderd import logs
+from uploaderd.archive import Archiver
+from uploaderd.config import Settings
+from uploaderd.engine import UploadEngine
+from uploaderd.errors import UploaderError
+from uploaderd.journal import FileRecord, Journal, JournalError
+from uploaderd.metrics import DaemonMetrics
+from uploaderd.progress import LayerJob, LayerResult, Outcome
+from uploaderd.spool import identity_of
+from uploaderd.tracking import DaemonObserver
+
+
+class FilePush:
+    """Pushes queued files one at a time per worker, and settles each one's end."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        engine: UploadEngine,
+        observer: DaemonObserver,
+        metrics: DaemonMetrics,
+        archiver: Archiver,
+        settings: Callable[[], Settings],
+        pause: Callable[[str], None],
+    ) -> None:
+        self.journal = journal
+        self.engine = engine
+        self.observer = observer
+        self.metrics = metrics
+        self.archiver = archiver
+        self.settings = settings
+        self.pause = pause
+
+    async def run(self, record: FileRecord) -> None:
+        """Push the file of ``record`` and record how it ended; never raises for the file."""
+        path = self.settings().watch / record.relpath
+        current = identity_of(path)
+        if current is None:
+            self.journal.forget(record.id, "the file disappeared from the spool before upload")
+            logs.event(
+                "file vanished",
+                level=logging.WARNING,
+                file=record.relpath,
+                repository=record.repository,
+            )
+            return
+        if current != record.identity:
+            self.journal.record_new_identity(record.id, current)
+            record = self.journal.get(record.id) or record
+        job = LayerJob(
+            path,
+            record.repository,
+            known_digest=record.digest,
+            known_identity=record.identity,
+            resume=record.resume,
+        )
+        self.observer.track(path, record)
+        self.metrics.in_flight.inc()
+        try:
+            result = await self.engine.push_layer(job)
+        finally:
+            self.metrics.in_flight.dec()
+            self.observer.untrack(path)
+        self._settle(record, result)
+
+    def _settle(self, record: FileRecord, result: LayerResult) -> None:
+        _log_result(record, result)
+        try:
+            self._record_result(record, result)
+        except JournalError as exc:
+            self.pause(str(exc))
+
+    def _record_result(self, record: FileRecord, result: LayerResult) -> None:
+        error = result.error
+        if isinstance(error, JournalError):
+            self.pause(str(error))  # the file stays in the spool; a restart resumes it
+            return
+        if error is None:
+            self._finish_done(record, result.outcome)
+        elif _worth_retrying(error):
+            delay = _backoff(record.attempts, self.settings().retry_max_delay)
+            if error.code == "FileChanged":
+                delay = max(self.settings().settle_seconds, 0.1)
+            self.journal.postpone(
+                record.id, not_before=time.time() + delay, code=error.code, message=error.message
+            )
+        else:
+            self._finish_failed(record, error, result.attempts)
+
+    def _finish_done(self, record: FileRecord, outcome: Outcome) -> None:
+        destination = None if self.settings().delete_uploaded else "done/"
+        self.journal.finish(record.id, state="done", outcome=outcome.value, destination=destination)
+        try:
+            self.archiver.file_done(record.relpath)
+        except OSError as exc:
+            self.pause(f"cannot move {record.relpath} to done/: {exc}")
+
+    def _finish_failed(self, record: FileRecord, error: UploaderError, attempts: int) -> None:
+        self.journal.finish(
+            record.id,
+            state="failed",
+            outcome="failed",
+            destination="failed/",
+            error_code=error.code,
+            error_message=error.message,
+        )
+        details = {
+            "code": error.code,
+            "message": error.message,
+            "repository": record.repository,
+            "attempts": record.attempts,
+            "engine_attempts": attempts,
+            "queued_at": record.queued_at,
+            "failed_at": time.time(),
+        }
+        try:
+            self.archiver.file_failed(record.relpath, details)
+        except OSError as exc:
+            self.pause(f"cannot move {record.relpath} to failed/: {exc}")
+
+
+def _worth_retrying(error: UploaderError) -> bool:
+    """Transient faults, a file still being changed, and missing credentials come back."""
+    return error.transient or error.code in {"FileChanged", "NoCredentials"}
+
+
+def _backoff(attempts: int, ceiling: float) -> float:
+    base = min(ceiling, 2.0 ** min(attempts, 16))
+    return random.uniform(base / 2, base)  # noqa: S311  # jitter, not a secret
+
+
+def _log_result(record: FileRecord, result: LayerResult) -> None:
+    fields: dict[str, object] = {
+        "outcome": result.outcome.value,
+        "repository": record.repository,
+        "file": record.relpath,
+        "digest": result.digest or "",
+        "size": result.size,
+        "seconds": round(result.seconds, 3),
+        "mib_per_s": round(result.mib_per_second, 2),
+        "attempts": result.attempts,
+    }
+    level = logging.INFO
+    if result.error is not None:
+        fields.update(
+            code=result.error.code, reason=result.error.message, retry=_worth_retrying(result.error)
+        )
+        level = logging.WARNING if _worth_retrying(result.error) else logging.ERROR
+    logs.event(
+        "layer " + ("retry later" if level == logging.WARNING else result.outcome.value),
+        level=level,
+        **fields,
+    )
