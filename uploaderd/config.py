@@ -104,9 +104,13 @@ def _file_values(config_file: Path) -> dict[str, tuple[str, Any]]:
         raise ConfigurationError(
             f"config file {config_file} does not exist", code="ConfigFileMissing"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigurationError(
             f"config file {config_file} is not valid TOML: {exc}", code="ConfigFileInvalid"
+        ) from None
+    except OSError as exc:  # a directory, unreadable, ...: name the file, not a traceback
+        raise ConfigurationError(
+            f"cannot read config file {config_file}: {exc.strerror}", code="ConfigFileUnreadable"
         ) from None
     return {key: (f"{key!r} in {config_file}", value) for key, value in data.items()}
 

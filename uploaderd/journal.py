@@ -128,6 +128,16 @@ class Journal:
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             connection.executescript(SCHEMA)
+        except sqlite3.OperationalError as exc:
+            # Cannot open, read-only, I/O error, locked: the file may be fine, so the
+            # corrupt-journal advice (move it aside) would throw good state away.
+            raise JournalError(
+                f"cannot open the journal for writing ({exc}); check that the state dir "
+                f"{path.parent} is writable: not on a read-only filesystem, owned by the "
+                "uploaderd user, with free space; then start again",
+                path=path,
+                code="JournalUnwritable",
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal is unreadable or corrupt ({exc}); stop uploaderd, move {path} "
@@ -212,15 +222,15 @@ class Journal:
                 "queued_at, finished_at, outcome, error_code, error_message, destination) "
                 "VALUES (?, '', ?, ?, ?, 'failed', ?, ?, 'rejected', ?, ?, ?)",
                 (
-                    relpath,
+                    _storable(relpath),
                     identity.size,
                     identity.mtime_ns,
                     identity.inode,
                     now,
                     now,
                     code,
-                    message,
-                    destination,
+                    _storable(message),
+                    _storable(destination),
                 ),
             )
 
@@ -331,3 +341,14 @@ class Journal:
             "WHERE state IN ('queued','hashing','uploading')"
         ).fetchone()
         return QueueFigures(int(row[0]), int(row[1]), row[2], int(row[3] or 0))
+
+
+def _storable(text: str) -> str:
+    """``text`` as sqlite can store it: a name that is not UTF-8 keeps its bytes, escaped.
+
+    Python reads such a name with lone surrogates (PEP 383), which sqlite refuses
+    with UnicodeEncodeError; only rejections carry such names (the spool rejects
+    them before they are queued), and a crash there would stop the daemon for one
+    badly named file.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -63,6 +63,7 @@ class LayerPush:
     async def run(self) -> Outcome:
         """Make the layer present in the repository; raise ``UploaderError`` if it cannot be."""
         resume = self.job.resume
+        restarts = 0
         if not await self._is_missing():
             # After a crash, a layer whose completion was answered but not
             # recorded is found here: it was uploaded, by us.
@@ -84,6 +85,13 @@ class LayerPush:
                 # completion whose first answer was lost, the layer is there.
                 if not await self._is_missing():
                     return Outcome.UPLOADED
+                restarts += 1
+                if restarts >= self.context.retry.max_attempts:
+                    raise TransientRegistryError(
+                        f"the registry forgot the upload {restarts} times in a row; "
+                        f"last: {exc.message}",
+                        code="UploadNotFoundException",
+                    ) from exc
                 self._note_retry(exc.code, 0.0)
                 continue
             return Outcome.UPLOADED

@@ -47,7 +47,7 @@ def is_ignored(relpath: str) -> bool:
 
 def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:
     """What the spool entry at ``relpath`` is; None when it is to be left alone."""
-    if is_ignored(relpath):
+    if is_ignored(relpath) or not _directory_is_real(watch, relpath):
         return None
     path = watch / relpath
     try:
@@ -80,6 +80,21 @@ def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:
             relpath, "InvalidRepository", f"{problem}; rename the directory under the spool"
         )
     return SpoolFile(relpath, directory, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino))
+
+
+def _directory_is_real(watch: Path, relpath: str) -> bool:
+    """Whether no directory on the way to the entry is a symlink.
+
+    ``lstat`` refuses a link only as the last component.  The watcher reports paths
+    by the directory it registered; if that directory is swapped for a link, a
+    reported path leads through the link to a file elsewhere, which must be neither
+    pushed nor moved.  The link itself is a spool entry and is rejected as one.
+    """
+    directory = os.path.dirname(relpath)
+    if not directory:
+        return True
+    real = os.path.realpath(os.path.join(watch, directory))
+    return real == os.path.join(os.path.realpath(watch), directory)
 
 
 def _symlink_rejection(watch: Path, relpath: str) -> Rejected:

@@ -190,7 +190,7 @@ class EcrRegistry:
 
     async def complete_upload(self, session: UploadSession, digest: str) -> None:
         try:
-            await self._call(
+            response = await self._call(
                 session.repository,
                 self._client.complete_layer_upload(
                     repositoryName=session.repository,
@@ -201,6 +201,10 @@ class EcrRegistry:
         except RegistryError as exc:
             if exc.code != "LayerAlreadyExistsException":
                 raise
+            return
+        # A 200 that is not ECR's answer (a proxy's page) must not count as a
+        # completion, or the file would be moved to done/ without its layer.
+        _required(response, "layerDigest", "CompleteLayerUpload", session.repository)
 
     async def put_manifest(
         self, repository: str, tag: str, manifest: bytes, media_type: str
