@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="inject a fault, e.g. throttle-every=5, server-error-every=3, "
         "drop-after-apply-every=4, latency=0.2, forget-upload-after=2, non-json-every=7, "
-        "refuse-for=3 (repeatable)",
+        "refuse-for=3, slow-body=2 (repeatable)",
     )
 
 
