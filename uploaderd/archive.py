@@ -85,7 +85,10 @@ class Archiver:
         """Move an uploaded file to done/ (or delete it); None when deleted or gone."""
         source = self.watch / relpath
         if self.delete_uploaded:
-            source.unlink(missing_ok=True)
+            if source.is_dir() and not source.is_symlink():
+                shutil.rmtree(source)  # an image layout directory
+            else:
+                source.unlink(missing_ok=True)
             return None
         if not os.path.lexists(source):
             return None

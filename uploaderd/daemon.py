@@ -88,6 +88,7 @@ class Daemon:
             observer=self.observer,
             metrics=metrics,
             archiver=self.archiver,
+            registry=registry,
             settings=lambda: self.settings,
             pause=self._pause,
         )

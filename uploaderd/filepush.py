@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from uploaderd import logs
 from uploaderd.archive import Archiver
 from uploaderd.config import Settings
 from uploaderd.engine import UploadEngine
-from uploaderd.errors import UploaderError
+from uploaderd.errors import UploaderError, unwrap_group
+from uploaderd.image.push import push_image
+from uploaderd.image.source import open_image
 from uploaderd.journal import FileRecord, Journal, JournalError
 from uploaderd.metrics import DaemonMetrics
 from uploaderd.progress import LayerJob, LayerResult, Outcome
-from uploaderd.spool import identity_of
+from uploaderd.registry.base import Registry
+from uploaderd.spool import IMAGE, identity_of
 from uploaderd.tracking import DaemonObserver
 
 
@@ -36,6 +41,7 @@ class FilePush:
         observer: DaemonObserver,
         metrics: DaemonMetrics,
         archiver: Archiver,
+        registry: Registry,
         settings: Callable[[], Settings],
         pause: Callable[[str], None],
     ) -> None:
@@ -44,6 +50,7 @@ class FilePush:
         self.observer = observer
         self.metrics = metrics
         self.archiver = archiver
+        self.registry = registry
         self.settings = settings
         self.pause = pause
 
@@ -59,6 +66,9 @@ class FilePush:
                 file=record.relpath,
                 repository=record.repository,
             )
+            return
+        if record.kind == IMAGE:
+            await self._push_image(record, path)
             return
         if current != record.identity:
             self.journal.record_new_identity(record.id, current)
@@ -79,20 +89,72 @@ class FilePush:
             self.observer.untrack(path)
         self._settle(record, result)
 
+    async def _push_image(self, record: FileRecord, path: Path) -> None:
+        """A whole image: blobs through the engine, then the manifest, then done/ or failed/.
+
+        Not resumable part by part like a layer: after a crash the image is
+        pushed again, and every blob that already arrived is skipped.
+        """
+        started = time.monotonic()
+        scratch = self.settings().state_dir / "tmp"
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        self.metrics.in_flight.inc()
+        try:
+            with tempfile.TemporaryDirectory(dir=scratch) as workdir:
+                image = await open_image(path, None, Path(workdir))
+                pushed = await push_image(image, record.repository, self.registry, self.engine)
+        except (UploaderError, BaseExceptionGroup) as exc:
+            error: UploaderError | None = _as_uploader_error(exc)
+            tagged = None
+        else:
+            failures = [r.error for r in pushed.blobs if r.error is not None]
+            error = failures[0] if failures else None
+            tagged = f"{record.repository}:{image.tag}@{pushed.manifest_digest}"
+        finally:
+            self.metrics.in_flight.dec()
+        seconds = round(time.monotonic() - started, 3)
+        if error is None:
+            logs.event(
+                "image pushed",
+                repository=record.repository,
+                file=record.relpath,
+                image=tagged,
+                seconds=seconds,
+            )
+            self._record_ending(record, None, Outcome.UPLOADED, attempts=1)
+            return
+        retry = _worth_retrying(error)
+        logs.event(
+            "image " + ("retry later" if retry else "failed"),
+            level=logging.WARNING if retry else logging.ERROR,
+            repository=record.repository,
+            file=record.relpath,
+            code=error.code,
+            reason=error.message,
+            seconds=seconds,
+        )
+        self._record_ending(record, error, Outcome.FAILED, attempts=1)
+
     def _settle(self, record: FileRecord, result: LayerResult) -> None:
         _log_result(record, result)
+        self._record_ending(record, result.error, result.outcome, result.attempts)
+
+    def _record_ending(
+        self, record: FileRecord, error: UploaderError | None, outcome: Outcome, attempts: int
+    ) -> None:
         try:
-            self._record_result(record, result)
+            self._record_result(record, error, outcome, attempts)
         except JournalError as exc:
             self.pause(str(exc))
 
-    def _record_result(self, record: FileRecord, result: LayerResult) -> None:
-        error = result.error
+    def _record_result(
+        self, record: FileRecord, error: UploaderError | None, outcome: Outcome, attempts: int
+    ) -> None:
         if isinstance(error, JournalError):
             self.pause(str(error))  # the file stays in the spool; a restart resumes it
             return
         if error is None:
-            self._finish_done(record, result.outcome)
+            self._finish_done(record, outcome)
         elif _worth_retrying(error):
             delay = _backoff(record.attempts, self.settings().retry_max_delay)
             if error.code == "FileChanged":
@@ -101,7 +163,7 @@ class FilePush:
                 record.id, not_before=time.time() + delay, code=error.code, message=error.message
             )
         else:
-            self._finish_failed(record, error, result.attempts)
+            self._finish_failed(record, error, attempts)
 
     def _finish_done(self, record: FileRecord, outcome: Outcome) -> None:
         destination = None if self.settings().delete_uploaded else "done/"
@@ -133,6 +195,14 @@ class FilePush:
             self.archiver.file_failed(record.relpath, details)
         except OSError as exc:
             self.pause(f"cannot move {record.relpath} to failed/: {exc}")
+
+
+def _as_uploader_error(exc: BaseException) -> UploaderError:
+    """The error an image push reports; its checks run in task groups, which wrap it."""
+    found = unwrap_group(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    if not isinstance(found, UploaderError):
+        raise exc  # a bug: keep the whole traceback
+    return found
 
 
 def _worth_retrying(error: UploaderError) -> bool:

@@ -44,9 +44,12 @@ class Intake:
                 finished.relpath, finished.state, finished.error_code, finished.error_message
             )
             return False
-        self.journal.enqueue(spool_file.relpath, spool_file.repository, spool_file.identity)
+        self.journal.enqueue(
+            spool_file.relpath, spool_file.repository, spool_file.identity, spool_file.kind
+        )
         logs.event(
             "file queued",
+            kind=spool_file.kind,
             file=spool_file.relpath,
             repository=spool_file.repository,
             size=spool_file.identity.size,

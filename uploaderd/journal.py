@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS files (
     finished_at REAL,
     not_before REAL NOT NULL DEFAULT 0,
     outcome TEXT,
-    destination TEXT
+    destination TEXT,
+    kind TEXT NOT NULL DEFAULT 'layer'
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_row_per_path
     ON files (relpath) WHERE state IN ('queued', 'hashing', 'uploading');
@@ -85,6 +86,7 @@ class FileRecord:
     not_before: float
     outcome: str | None
     destination: str | None
+    kind: str
 
     @property
     def resume(self) -> ResumePoint | None:
@@ -128,6 +130,7 @@ class Journal:
             if check != "ok":
                 raise sqlite3.DatabaseError(check)
             connection.executescript(SCHEMA)
+            _add_missing_columns(connection)
         except sqlite3.OperationalError as exc:
             # Cannot open, read-only, I/O error, locked: the file may be fine, so the
             # corrupt-journal advice (move it aside) would throw good state away.
@@ -189,13 +192,15 @@ class Journal:
         ).fetchone()
         return FileRecord.from_row(row) if row else None
 
-    def enqueue(self, relpath: str, repository: str, identity: FileIdentity) -> FileRecord:
+    def enqueue(
+        self, relpath: str, repository: str, identity: FileIdentity, kind: str = "layer"
+    ) -> FileRecord:
         now = time.time()
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO files (relpath, repository, size, mtime_ns, inode, state, "
-                "queued_at) VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-                (relpath, repository, identity.size, identity.mtime_ns, identity.inode, now),
+                "queued_at, kind) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (relpath, repository, identity.size, identity.mtime_ns, identity.inode, now, kind),
             )
         record = self.get(int(cursor.lastrowid or 0))
         assert record is not None
@@ -352,3 +357,10 @@ def _storable(text: str) -> str:
     badly named file.
     """
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Journals written before whole images were supported have no ``kind`` column."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(files)")}
+    if "kind" not in columns:
+        connection.execute("ALTER TABLE files ADD COLUMN kind TEXT NOT NULL DEFAULT 'layer'")

@@ -19,15 +19,29 @@ from uploaderd.naming import repository_name_problem
 from uploaderd.progress import FileIdentity
 
 IGNORED_SUFFIXES = (".tmp", ".part")
+IMAGE_ARCHIVE_SUFFIX = ".image.tar"
+"""A file named so is a whole image (docker save or OCI layout tarball), not a layer."""
+
+LAYER = "layer"
+IMAGE = "image"
 
 
 @dataclass(frozen=True, slots=True)
 class SpoolFile:
-    """A candidate layer: a regular file under a valid repository directory."""
+    """A candidate under a valid repository directory: a layer, or a whole image.
+
+    An image is an OCI layout directory (it holds ``oci-layout``) or a file
+    ending in ``.image.tar``; both must appear by rename, like layers.
+    """
 
     relpath: str
     repository: str
     identity: FileIdentity
+    kind: str = LAYER
+
+
+def is_image_directory(path: Path) -> bool:
+    return os.path.isfile(path / "oci-layout") and not os.path.islink(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +63,23 @@ def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:
     """What the spool entry at ``relpath`` is; None when it is to be left alone."""
     if is_ignored(relpath) or not _directory_is_real(watch, relpath):
         return None
+    if _inside_image_directory(watch, relpath):
+        return None  # a blob of an image: the image is pushed as a whole
     path = watch / relpath
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
+    kind = LAYER
     if stat.S_ISDIR(st.st_mode):
-        return None
+        if not is_image_directory(path):
+            return None  # a repository path
+        kind = IMAGE
+    elif stat.S_ISREG(st.st_mode) and relpath.endswith(IMAGE_ARCHIVE_SUFFIX):
+        kind = IMAGE
     if stat.S_ISLNK(st.st_mode):
         return _symlink_rejection(watch, relpath)
-    if not stat.S_ISREG(st.st_mode):
+    if kind == LAYER and not stat.S_ISREG(st.st_mode):
         return Rejected(
             relpath,
             "NotARegularFile",
@@ -79,7 +100,13 @@ def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:
         return Rejected(
             relpath, "InvalidRepository", f"{problem}; rename the directory under the spool"
         )
-    return SpoolFile(relpath, directory, FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino))
+    identity = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino)
+    return SpoolFile(relpath, directory, identity, kind)
+
+
+def _inside_image_directory(watch: Path, relpath: str) -> bool:
+    parts = relpath.split("/")[:-1]
+    return any(is_image_directory(watch.joinpath(*parts[: n + 1])) for n in range(len(parts)))
 
 
 def _directory_is_real(watch: Path, relpath: str) -> bool:
@@ -122,7 +149,11 @@ def _name_problem(relpath: str) -> str | None:
 
 
 def walk(watch: Path, directory: str = "") -> Iterator[str]:
-    """Every non-directory entry under ``directory`` (relative), without following links."""
+    """Every entry to judge under ``directory`` (relative), without following links.
+
+    Directories are descended into, except image directories, which are
+    entries themselves (their blobs are never judged one by one).
+    """
     base = watch / directory if directory else watch
     try:
         entries = list(os.scandir(base))
@@ -132,7 +163,7 @@ def walk(watch: Path, directory: str = "") -> Iterator[str]:
         relpath = f"{directory}/{entry.name}" if directory else entry.name
         if entry.name.startswith("."):
             continue
-        if entry.is_dir(follow_symlinks=False):
+        if entry.is_dir(follow_symlinks=False) and not is_image_directory(Path(entry.path)):
             yield from walk(watch, relpath)
         else:
             yield relpath

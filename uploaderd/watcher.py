@@ -23,7 +23,7 @@ from anyio.abc import TaskStatus
 from asyncinotify import Event, Inotify, Mask
 
 from uploaderd.progress import FileIdentity
-from uploaderd.spool import identity_of, is_ignored, walk
+from uploaderd.spool import identity_of, is_ignored, is_image_directory, walk
 
 WATCH_MASK = (
     Mask.CLOSE_WRITE
@@ -174,7 +174,11 @@ class SpoolWatcher:
         except OSError:
             return  # vanished or not a directory any more
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+            if (
+                entry.is_dir(follow_symlinks=False)
+                and not entry.name.startswith(".")
+                and not is_image_directory(Path(entry.path))
+            ):
                 self._watch_tree(inotify, f"{directory}/{entry.name}" if directory else entry.name)
 
     def _handle(self, inotify: Inotify, event: Event) -> None:
@@ -185,6 +189,9 @@ class SpoolWatcher:
             return
         relpath = os.path.relpath(event.path, self.watch)
         if Mask.ISDIR in event.mask:
+            if Mask.MOVED_TO in event.mask and is_image_directory(event.path):
+                self.settler.observe(relpath, Seen.RENAMED)  # a whole image, renamed in
+                return
             if event.mask & (Mask.CREATE | Mask.MOVED_TO):
                 # Files may have landed before the watch did: report them as found.
                 self._watch_tree(inotify, relpath)

@@ -1,0 +1,89 @@
+"""Whole images dropped into the daemon's spool: a layout directory or an .image.tar."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import RegistryProcess
+from tests.e2e.daemon import start_daemon
+from tests.oci.conftest import sha256, write_layout
+from tests.oci.test_image_ecr import batch_get_image
+
+MIB = 1024 * 1024
+pytestmark = pytest.mark.e2e
+
+
+def tar_directory(source: Path, archive: Path) -> None:
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(source.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
+
+
+def test_layout_directory_and_image_tarball_are_pushed_whole_and_tagged(
+    ecr_registry: RegistryProcess, tmp_path: Path
+) -> None:
+    daemon = start_daemon(tmp_path, ecr_registry.url, "--part-size", "5MiB")
+    try:
+        repository = daemon.watch / "team/app"
+        repository.mkdir(parents=True)
+        directory_image = write_layout(repository / ".layout-v1", [6 * MIB, 3000], tag="v1")
+        (repository / ".layout-v1").rename(repository / "layout-v1")
+
+        archived = write_layout(tmp_path / "layout-v2", [2 * MIB], tag="v2")
+        tar_directory(archived.root, repository / ".v2.tmp")
+        (repository / ".v2.tmp").rename(repository / "app-v2.image.tar")
+
+        daemon.wait_until(
+            lambda: (
+                (daemon.state_dir / "done/team/app/layout-v1/oci-layout").is_file()
+                and (daemon.state_dir / "done/team/app/app-v2.image.tar").is_file()
+            ),
+            90,
+            "both images in done/",
+        )
+        for tag, layout in (("v1", directory_image), ("v2", archived)):
+            answer = batch_get_image(ecr_registry, "team/app", tag)
+            assert answer["failures"] == [], tag
+            assert answer["images"][0]["imageManifest"].encode() == layout.manifest
+            manifest = json.loads(layout.manifest)
+            for descriptor in (manifest["config"], *manifest["layers"]):
+                fetched = ecr_registry.fetch_layer("team/app", descriptor["digest"])
+                assert sha256(fetched) == descriptor["digest"]
+        # Blobs of an image are never taken as layers of repositories of their own.
+        assert not any("blobs" in key for key in ecr_registry.stats()["completed"])
+        pushed = [e for e in daemon.log_events() if e["event"] == "image pushed"]
+        assert len(pushed) == 2
+        assert daemon.failed_files() == []
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_image_with_a_missing_blob_fails_whole_and_nothing_is_tagged(
+    ecr_registry: RegistryProcess, tmp_path: Path
+) -> None:
+    daemon = start_daemon(tmp_path, ecr_registry.url)
+    try:
+        repository = daemon.watch / "team/app"
+        repository.mkdir(parents=True)
+        layout = write_layout(repository / ".broken", [4000, 5000], tag="broken")
+        layout.blob(layout.layers[1]).unlink()
+        (repository / ".broken").rename(repository / "broken")
+
+        daemon.wait_until(
+            (daemon.state_dir / "failed/team/app/broken.error.json").is_file,
+            60,
+            "the broken image in failed/",
+        )
+        details = json.loads((daemon.state_dir / "failed/team/app/broken.error.json").read_text())
+        assert details["code"]
+        assert "sha256:" in details["message"] or "blob" in details["message"]
+        assert (daemon.state_dir / "failed/team/app/broken/oci-layout").is_file()
+        answer = batch_get_image(ecr_registry, "team/app", "broken")
+        assert answer["images"] == []
+        assert ecr_registry.stats()["requests"].get("PutImage", 0) == 0
+    finally:
+        assert daemon.stop() == 0
