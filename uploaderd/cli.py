@@ -22,7 +22,7 @@ from uploaderd.memory import return_freed_buffers_to_the_system
 from uploaderd.naming import repository_name_problem
 from uploaderd.parts import MIB
 from uploaderd.progress import LayerJob, LayerResult, SilentObserver
-from uploaderd.registry.choice import add_registry_arguments, open_registry
+from uploaderd.registry.choice import add_registry_arguments, open_registry_for_args
 from uploaderd.report import result_line, result_record, summary_line
 from uploaderd.requeue import retry_failed
 from uploaderd.retry import RetryPolicy
@@ -202,7 +202,7 @@ async def _push(args: argparse.Namespace) -> int:
     jobs = [LayerJob(path, args.repository) for path in args.files]
     started = time.monotonic()
     live = sys.stdout.isatty() and not args.json and not args.no_progress
-    async with open_registry(args) as registry:
+    async with open_registry_for_args(args) as registry:
         if live:
             with PushProgress(jobs) as display:
                 results = await UploadEngine(registry, settings, display).push_all(jobs)

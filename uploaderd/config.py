@@ -21,6 +21,12 @@ from uploaderd.parts import MAX_PART_SIZE, MIB
 from uploaderd.sizes import parse_size
 
 ENV_PREFIX = "UPLOADERD_"
+REGISTRY_SECTION = {
+    "url": "registry",
+    "insecure": "insecure_registry",
+    "username": "registry_username",
+}
+"""Keys of the ``[registry]`` table and the settings they stand for."""
 
 
 def _size(value: object) -> object:
@@ -39,6 +45,15 @@ class Settings(BaseModel):
     state_dir: Path = Field(description="journal, done/ and failed/ live here")
     endpoint_url: str | None = Field(None, description="ECR endpoint (default: the AWS chain)")
     region: str | None = Field(None, description="AWS region (default: the AWS chain)")
+    registry: str | None = Field(
+        None, description="push to this OCI Distribution registry URL instead of ECR"
+    )
+    insecure_registry: bool = Field(
+        False, description="allow plain http and unverified TLS for the OCI registry"
+    )
+    registry_username: str | None = Field(
+        None, description="user for the OCI registry (password: UPLOADERD_REGISTRY_PASSWORD)"
+    )
     concurrency: int = Field(4, ge=1, le=64, description="layers in flight")
     memory_budget: ByteCount = Field(
         256 * MIB, ge=MAX_PART_SIZE, description="bytes of layer data held at once"
@@ -112,6 +127,12 @@ def _file_values(config_file: Path) -> dict[str, tuple[str, Any]]:
         raise ConfigurationError(
             f"cannot read config file {config_file}: {exc.strerror}", code="ConfigFileUnreadable"
         ) from None
+    section = data.pop("registry", None)
+    if isinstance(section, dict):
+        for key, value in section.items():
+            data[REGISTRY_SECTION.get(key, f"registry.{key}")] = value
+    elif section is not None:
+        data["registry"] = section
     return {key: (f"{key!r} in {config_file}", value) for key, value in data.items()}
 
 

@@ -31,7 +31,7 @@ from uploaderd.journal import Journal
 from uploaderd.metrics import DaemonMetrics, metrics_app
 from uploaderd.parts import MIB
 from uploaderd.registry.base import Registry
-from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
+from uploaderd.registry.choice import open_registry
 from uploaderd.retry import RetryPolicy
 from uploaderd.spool import walk
 from uploaderd.systemd import SystemdNotifier
@@ -321,15 +321,17 @@ async def run_daemon(settings: Settings, reload: Callable[[], Settings]) -> int:
     os.umask(0o077)  # state, done/ and failed/ are the owner's only
     settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     journal = Journal.open(settings.state_dir / "journal.sqlite")
-    ecr = EcrSettings(
+    registry_context = open_registry(
+        registry_url=settings.registry,
+        insecure=settings.insecure_registry,
+        username=settings.registry_username,
         region=settings.region,
         endpoint_url=settings.endpoint_url,
-        max_connections=settings.concurrency + 2,
-        read_timeout=settings.request_timeout,
-        connect_timeout=min(10.0, settings.request_timeout),
+        concurrency=settings.concurrency,
+        request_timeout=settings.request_timeout,
     )
     try:
-        async with open_ecr_registry(ecr) as registry:
+        async with registry_context as registry:
             daemon = Daemon(
                 settings,
                 registry=registry,

@@ -46,6 +46,9 @@ DOCUMENTED_SETTINGS: dict[str, object] = {
     "max_attempts": 8,
     "request_timeout": 120.0,
     "retry_max_delay": 300.0,
+    "registry": None,
+    "insecure_registry": False,
+    "registry_username": None,
 }
 
 # What the daemon exports.  Histograms also expose _bucket, _sum, _count and _created.

@@ -10,7 +10,7 @@ import pytest
 
 from tests.e2e.conftest import RegistryProcess
 from tests.e2e.daemon import start_daemon
-from tests.oci.conftest import sha256, write_layout
+from tests.oci.conftest import OciRegistryProcess, sha256, skopeo, write_layout
 from tests.oci.test_image_ecr import batch_get_image
 
 MIB = 1024 * 1024
@@ -85,5 +85,28 @@ def test_image_with_a_missing_blob_fails_whole_and_nothing_is_tagged(
         answer = batch_get_image(ecr_registry, "team/app", "broken")
         assert answer["images"] == []
         assert ecr_registry.stats()["requests"].get("PutImage", 0) == 0
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_daemon_pushes_to_an_oci_registry_named_in_the_config_section(
+    oci_registry: OciRegistryProcess, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[registry]\nurl = "{oci_registry.url}"\ninsecure = true\n')
+    daemon = start_daemon(tmp_path, "http://127.0.0.1:9", "--config", str(config))
+    try:
+        repository = daemon.watch / "team/app"
+        repository.mkdir(parents=True)
+        layout = write_layout(repository / ".img", [3 * MIB], tag="v1")
+        (repository / ".img").rename(repository / "img")
+        daemon.wait_until(
+            (daemon.state_dir / "done/team/app/img/oci-layout").is_file, 60, "image in done/"
+        )
+        inspected = skopeo(
+            "inspect", "--raw", "--tls-verify=false", f"docker://{oci_registry.host}/team/app:v1"
+        )
+        assert inspected.returncode == 0, inspected.stderr
+        assert inspected.stdout.encode() == layout.manifest
     finally:
         assert daemon.stop() == 0

@@ -13,7 +13,7 @@ from uploaderd.errors import ConfigurationError
 from uploaderd.image.push import push_image
 from uploaderd.image.source import open_image
 from uploaderd.progress import EngineObserver
-from uploaderd.registry.choice import open_registry
+from uploaderd.registry.choice import open_registry_for_args
 from uploaderd.report import summary_line
 
 EXIT_OK = 0
@@ -45,7 +45,7 @@ async def push_image_command(
     # Blobs unpacked from a tarball live here until the push ends, then go.
     with tempfile.TemporaryDirectory(prefix="uploaderd-image-") as workdir:
         image = await open_image(args.image, args.tag, Path(workdir))
-        async with open_registry(args) as registry:
+        async with open_registry_for_args(args) as registry:
             engine = UploadEngine(registry, settings, observer)
             pushed = await push_image(image, args.repository, registry, engine)
     print(summary_line(pushed.blobs, time.monotonic() - started), file=sys.stderr, flush=True)

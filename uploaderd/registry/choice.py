@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from uploaderd.registry.base import Registry
 from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
@@ -37,28 +37,50 @@ def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @asynccontextmanager
-async def open_registry(args: argparse.Namespace) -> AsyncIterator[Registry]:
-    """The registry ``args`` name, with a connection pool sized to the layers in flight."""
-    connections = args.concurrency + 2
-    connect_timeout = min(10.0, args.request_timeout)
-    if args.registry is not None:
+async def open_registry(
+    *,
+    registry_url: str | None,
+    insecure: bool,
+    username: str | None,
+    region: str | None,
+    endpoint_url: str | None,
+    concurrency: int,
+    request_timeout: float,
+) -> AsyncIterator[Registry]:
+    """ECR, or the OCI registry at ``registry_url``, with a pool sized to the layers in flight."""
+    connections = concurrency + 2
+    connect_timeout = min(10.0, request_timeout)
+    if registry_url is not None:
         oci = OciSettings(
-            url=args.registry,
-            insecure=args.insecure_registry,
-            username=args.registry_username,
+            url=registry_url,
+            insecure=insecure,
+            username=username,
             max_connections=connections,
-            read_timeout=args.request_timeout,
+            read_timeout=request_timeout,
             connect_timeout=connect_timeout,
         )
         async with open_oci_registry(oci) as registry:
             yield registry
         return
     ecr = EcrSettings(
-        region=args.region,
-        endpoint_url=args.endpoint_url,
+        region=region,
+        endpoint_url=endpoint_url,
         max_connections=connections,
-        read_timeout=args.request_timeout,
+        read_timeout=request_timeout,
         connect_timeout=connect_timeout,
     )
     async with open_ecr_registry(ecr) as ecr_registry:
         yield ecr_registry
+
+
+def open_registry_for_args(args: argparse.Namespace) -> AbstractAsyncContextManager[Registry]:
+    """The registry ``uploaderd push``'s flags name."""
+    return open_registry(
+        registry_url=args.registry,
+        insecure=args.insecure_registry,
+        username=args.registry_username,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        concurrency=args.concurrency,
+        request_timeout=args.request_timeout,
+    )
