@@ -25,13 +25,13 @@ from prometheus_client import (
 
 from uploaderd import __version__
 from uploaderd.errors import RegistryError
-from uploaderd.progress import LayerJob, LayerResult
+from uploaderd.progress import LayerJob, LayerResult, SilentObserver
 
 PART_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 LAYER_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 
 
-class DaemonMetrics:
+class DaemonMetrics(SilentObserver):
     """Every metric the daemon exports, on a registry of its own."""
 
     def __init__(self) -> None:
@@ -87,16 +87,7 @@ class DaemonMetrics:
         Gauge("uploaderd_build_info", "Version", ["version"], registry=r).labels(__version__).set(1)
         self.last_progress.set(time.time())
 
-    # --- EngineObserver ------------------------------------------------------------------
-
-    def layer_started(self, job: LayerJob) -> None:
-        pass
-
-    def layer_hashed(self, job: LayerJob, digest: str, size: int) -> None:
-        pass
-
-    def upload_started(self, job: LayerJob, upload_id: str, part_size: int) -> None:
-        pass
+    # --- EngineObserver (the events metrics count; SilentObserver ignores the rest) -------
 
     def part_confirmed(self, job: LayerJob, next_byte: int, nbytes: int, seconds: float) -> None:
         if nbytes:

@@ -55,13 +55,7 @@ class RegistryProcess:
 
     def create_repository(self, name: str) -> None:
         async def create() -> None:
-            async with get_session().create_client(
-                "ecr",
-                region_name="us-east-1",
-                endpoint_url=self.url,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-            ) as client:
+            async with ecr_client(self.url) as client:
                 await client.create_repository(repositoryName=name)
 
         asyncio.run(create())
@@ -70,14 +64,7 @@ class RegistryProcess:
         """The stored bytes, fetched the way ECR users do: GetDownloadUrlForLayer, then GET."""
 
         async def download_url() -> str:
-            session = get_session()
-            async with session.create_client(
-                "ecr",
-                region_name="us-east-1",
-                endpoint_url=self.url,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-            ) as client:
+            async with ecr_client(self.url) as client:
                 answer = await client.get_download_url_for_layer(
                     repositoryName=repository, layerDigest=digest
                 )
@@ -87,6 +74,17 @@ class RegistryProcess:
         with urllib.request.urlopen(url, timeout=30) as answer:
             data: bytes = answer.read()
             return data
+
+
+def ecr_client(url: str) -> Any:
+    """An aiobotocore ECR client for the local registry at ``url`` (an async context)."""
+    return get_session().create_client(
+        "ecr",
+        region_name="us-east-1",
+        endpoint_url=url,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
 
 
 def start_registry(storage: Path, *options: str) -> RegistryProcess:

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 
-from tests.e2e.conftest import RegistryProcess, push, start_registry
+from tests.e2e.conftest import RegistryProcess, ecr_client, push, start_registry
 from tests.oci.conftest import sha256, write_layout
 
 MIB = 1024 * 1024
@@ -19,13 +18,7 @@ pytestmark = pytest.mark.e2e
 
 def batch_get_image(registry: RegistryProcess, repository: str, tag: str) -> dict[str, Any]:
     async def get() -> dict[str, Any]:
-        async with get_session().create_client(
-            "ecr",
-            region_name="us-east-1",
-            endpoint_url=registry.url,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        ) as client:
+        async with ecr_client(registry.url) as client:
             answer = await client.batch_get_image(
                 repositoryName=repository, imageIds=[{"imageTag": tag}]
             )
