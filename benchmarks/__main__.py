@@ -13,12 +13,13 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import concurrency, harness, memory, pickup, push, small
+from benchmarks import concurrency, harness, memory, pickup, push, skopeo, small
 from benchmarks.harness import Figure
 
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     push.NAME: push.run,
     concurrency.NAME: concurrency.run,
+    skopeo.NAME: skopeo.run,
     memory.NAME: memory.run,
     pickup.NAME: pickup.run,
     small.NAME: small.run,
