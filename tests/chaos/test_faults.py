@@ -22,6 +22,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from types_aiobotocore_ecr import ECRClient
 
+from tests.unit.test_localregistry import upload_part
 from uploaderd.localregistry import LocalRegistry, LocalRegistryConfig, parse_fault
 from uploaderd.localregistry.faults import SLOW_BODY_PIECES, FaultPlan
 
@@ -56,17 +57,6 @@ async def client(registry: LocalRegistry, read_timeout: float = 10.0) -> AsyncIt
         config=client_config(read_timeout),
     ) as ecr:
         yield ecr
-
-
-async def upload_part(ecr: ECRClient, upload_id: str, first: int, data: bytes) -> int:
-    answer = await ecr.upload_layer_part(
-        repositoryName=REPO,
-        uploadId=upload_id,
-        partFirstByte=first,
-        partLastByte=first + len(data) - 1,
-        layerPartBlob=data,
-    )
-    return answer["lastByteReceived"]
 
 
 def set_faults(registry: LocalRegistry, *specs: str) -> None:

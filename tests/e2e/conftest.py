@@ -10,6 +10,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,12 +109,21 @@ def start_registry(storage: Path, *options: str) -> RegistryProcess:
     return RegistryProcess(process, line.rsplit(" ", 1)[1].strip(), storage)
 
 
+@contextmanager
+def running_registry(storage: Path, *options: str) -> Iterator[RegistryProcess]:
+    """A local registry for the duration of the block, stopped however the block ends."""
+    server = start_registry(storage, *options)
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[RegistryProcess]:
-    server = start_registry(tmp_path / "registry", "--auto-create-repositories")
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
+    with running_registry(tmp_path / "registry", "--auto-create-repositories") as server:
+        yield server
 
 
 @dataclass

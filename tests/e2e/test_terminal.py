@@ -8,11 +8,12 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import random_layer, start_registry, uploaderd_env
+from tests.e2e.conftest import RegistryProcess, random_layer, running_registry, uploaderd_env
 
 MIB = 1024 * 1024
 pytestmark = pytest.mark.e2e
@@ -43,18 +44,14 @@ def run_on_pty(command: list[str], timeout: float = 120) -> tuple[int, str]:
 
 
 @pytest.fixture
-def slow_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
-    server = start_registry(
-        tmp_path / "storage", "--auto-create-repositories", "--fault", "latency=0.1"
-    )
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
+def slow_registry(tmp_path: Path) -> Iterator[RegistryProcess]:
+    options = ("--auto-create-repositories", "--fault", "latency=0.1")
+    with running_registry(tmp_path / "storage", *options) as server:
+        yield server
 
 
-def test_live_display_updates_and_ends_with_every_outcome(slow_registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    layers = [random_layer(tmp_path, f"layer{i}.tar", 12 * MIB + i) for i in range(3)]
-    command = [
+def push_command(registry: RegistryProcess, *arguments: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "uploaderd",
@@ -62,11 +59,16 @@ def test_live_display_updates_and_ends_with_every_outcome(slow_registry, tmp_pat
         "--repository",
         "team/app",
         "--endpoint-url",
-        slow_registry.url,
-        "--part-size",
-        "5MiB",
-        *(str(path) for path, _ in layers),
+        registry.url,
+        *arguments,
     ]
+
+
+def test_live_display_updates_and_ends_with_every_outcome(
+    slow_registry: RegistryProcess, tmp_path: Path
+) -> None:
+    layers = [random_layer(tmp_path, f"layer{i}.tar", 12 * MIB + i) for i in range(3)]
+    command = push_command(slow_registry, "--part-size", "5MiB", *(str(p) for p, _ in layers))
     status, screen = run_on_pty(command)
 
     assert status == 0, screen
@@ -78,20 +80,11 @@ def test_live_display_updates_and_ends_with_every_outcome(slow_registry, tmp_pat
         assert path.name in screen
 
 
-def test_no_progress_prints_plain_lines_even_on_a_terminal(slow_registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_no_progress_prints_plain_lines_even_on_a_terminal(
+    slow_registry: RegistryProcess, tmp_path: Path
+) -> None:
     path, digest = random_layer(tmp_path, "layer.tar", 1000)
-    command = [
-        sys.executable,
-        "-m",
-        "uploaderd",
-        "push",
-        "--repository",
-        "team/app",
-        "--endpoint-url",
-        slow_registry.url,
-        "--no-progress",
-        str(path),
-    ]
+    command = push_command(slow_registry, "--no-progress", str(path))
     status, screen = run_on_pty(command)
     assert status == 0, screen
     assert "\x1b[" not in screen

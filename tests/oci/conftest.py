@@ -17,11 +17,10 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import RegistryProcess, start_registry, uploaderd_env
+from tests.e2e.conftest import PushRun, RegistryProcess, running_registry, uploaderd_env
 
 REGISTRY = shutil.which("docker-registry")
 SKOPEO = shutil.which("skopeo")
@@ -132,24 +131,13 @@ def auth_registry(tmp_path: Path) -> Iterator[OciRegistryProcess]:
 @pytest.fixture
 def ecr_registry(tmp_path: Path) -> Iterator[RegistryProcess]:
     """``uploaderd local-registry``: the ECR-compatible one, for images pushed through PutImage."""
-    server = start_registry(tmp_path / "ecr-registry", "--auto-create-repositories")
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
+    with running_registry(tmp_path / "ecr-registry", "--auto-create-repositories") as server:
+        yield server
 
 
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
-
-
-def uploaderd_push(*args: str, env: dict[str, str] | None = None, home: Path | None = None) -> Run:
+def uploaderd_push(
+    *args: str, env: dict[str, str] | None = None, home: Path | None = None
+) -> PushRun:
     extra = dict(env or {})
     # Never pick up the developer's own docker credentials.
     extra["DOCKER_CONFIG"] = str(home) if home else "/nonexistent/uploaderd-tests"
@@ -161,7 +149,7 @@ def uploaderd_push(*args: str, env: dict[str, str] | None = None, home: Path | N
         timeout=120,
         check=False,
     )
-    return Run(done.returncode, done.stdout, done.stderr)
+    return PushRun(done.returncode, done.stdout, done.stderr)
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
