@@ -144,7 +144,7 @@ class LayerPush:
                         ranges,
                         budget,
                         send,
-                        encode=registry.encode_part,
+                        encode=partial(registry.encode_part, session),
                         memory_per_byte=registry.memory_per_part_byte,
                     )
                 )

@@ -15,7 +15,7 @@ import hashlib
 import math
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from uploaderd.budget import ByteBudget
 from uploaderd.errors import LayerChangedError, LayerFileError
 from uploaderd.parts import PartRange, layer_size_problem
 from uploaderd.progress import FileIdentity
-from uploaderd.registry.base import PartPayload
+from uploaderd.registry.base import PartPayload, PartSource
 
 HASH_CHUNK_SIZE = 4 * 1024 * 1024
 
@@ -175,12 +175,31 @@ class Part:
     charge: int
 
 
-def _read_and_encode(
-    fd: int, part_range: PartRange, layer: LayerFile, encode: Callable[[bytearray], PartPayload]
-) -> PartPayload:
-    data = bytearray(part_range.length)
-    _read_exactly(fd, data, part_range.first, layer)
-    return encode(data)
+@dataclass(frozen=True, slots=True)
+class FilePartSource:
+    """A part of an open layer file, read by the registry's encoder in a worker thread."""
+
+    fd: int
+    layer: LayerFile
+    range: PartRange
+
+    @property
+    def first_byte(self) -> int:
+        return self.range.first
+
+    @property
+    def length(self) -> int:
+        return self.range.length
+
+    def read_into(self, buffer: memoryview, offset: int = 0) -> None:
+        _read_exactly(self.fd, buffer, self.range.first + offset, self.layer)
+
+    def chunks(self, chunk_size: int) -> Iterator[memoryview]:
+        buffer = memoryview(bytearray(min(chunk_size, self.length)))
+        for offset in range(0, self.length, chunk_size):
+            chunk = buffer[: min(chunk_size, self.length - offset)]
+            self.read_into(chunk, offset)
+            yield chunk
 
 
 async def read_parts(
@@ -189,15 +208,16 @@ async def read_parts(
     budget: ByteBudget,
     parts_out: ObjectSendStream[Part],
     *,
-    encode: Callable[[bytearray], PartPayload],
+    encode: Callable[[PartSource], PartPayload],
     memory_per_byte: float,
 ) -> None:
     """Read and encode ``ranges`` in order into ``parts_out``, each charged to ``budget``.
 
-    The charge covers every copy the part will have while in flight (raw read,
-    wire encoding, request body), so the budget bounds real memory.  The
-    stream's buffer sets how far reading runs ahead of sending; whoever
-    receives a ``Part`` owns its charge and must release it.
+    The charge covers every copy the part will have while in flight (the
+    registry says how much per byte: its encoding and request body), so the
+    budget bounds real memory.  The stream's buffer sets how far reading runs
+    ahead of sending; whoever receives a ``Part`` owns its charge and must
+    release it.
     """
     fd = await anyio.to_thread.run_sync(_open_fd, layer)
     try:
@@ -206,9 +226,8 @@ async def read_parts(
                 charge = min(math.ceil(part_range.length * memory_per_byte), budget.capacity)
                 await budget.acquire(charge)
                 try:
-                    payload = await anyio.to_thread.run_sync(
-                        _read_and_encode, fd, part_range, layer, encode
-                    )
+                    source = FilePartSource(fd, layer, part_range)
+                    payload = await anyio.to_thread.run_sync(encode, source)
                     await parts_out.send(Part(part_range, payload, charge))
                 except BaseException:
                     budget.release(charge)

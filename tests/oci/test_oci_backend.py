@@ -16,6 +16,7 @@ from uploaderd.errors import (
     RegistryError,
     UploadNotFoundError,
 )
+from uploaderd.registry.base import PartBytes
 from uploaderd.registry.oci import (
     OciRegistry,
     OciSettings,
@@ -102,7 +103,7 @@ async def test_bearer_token_is_fetched_once_and_a_resent_part_resynchronises(
     settings = OciSettings(fake.base, insecure=True, username="user")
     async with open_oci_registry(settings) as registry:
         session = await registry.start_upload("r")
-        part = registry.encode_part(bytearray(b"0123456789"))
+        part = registry.encode_part(session, PartBytes(b"0123456789"))
         assert await registry.upload_part(session, 0, part) == 9
         with pytest.raises(PartOutOfOrderError) as moved:
             await registry.upload_part(session, 0, part)  # an answer lost, the part resent
@@ -127,7 +128,7 @@ async def test_token_refused_is_a_permanent_error_naming_the_registry(
 
 async def _push_blob(registry: OciRegistry, repository: str, data: bytes) -> str:
     session = await registry.start_upload(repository)
-    await registry.upload_part(session, 0, registry.encode_part(bytearray(data)))
+    await registry.upload_part(session, 0, registry.encode_part(session, PartBytes(data)))
     await registry.complete_upload(session, sha256(data))
     return sha256(data)
 
@@ -152,7 +153,7 @@ async def test_registry_that_appends_a_resent_part_gets_a_new_upload(
     # distribution 2.x ignores Content-Range: a resent part is appended, not refused.
     async with open_oci_registry(OciSettings(oci_registry.url, insecure=True)) as registry:
         session = await registry.start_upload("team/a")
-        part = registry.encode_part(bytearray(os.urandom(500)))
+        part = registry.encode_part(session, PartBytes(os.urandom(500)))
         assert await registry.upload_part(session, 0, part) == 499
         with pytest.raises(UploadNotFoundError):
             await registry.upload_part(session, 0, part)

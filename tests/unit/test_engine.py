@@ -25,7 +25,7 @@ from uploaderd.errors import (
 )
 from uploaderd.parts import MIB
 from uploaderd.progress import FileIdentity, LayerJob, Outcome, ResumePoint
-from uploaderd.registry.base import PartPayload, UploadSession
+from uploaderd.registry.base import PartBytes, PartPayload, PartSource, UploadSession
 from uploaderd.retry import RetryPolicy
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
@@ -51,7 +51,9 @@ class MemoryRegistry:
 
     memory_per_part_byte = 1.0
 
-    def encode_part(self, data: bytearray) -> PartPayload:
+    def encode_part(self, session: UploadSession, source: PartSource) -> PartPayload:
+        data = bytearray(source.length)
+        source.read_into(memoryview(data))
         return PartPayload(len(data), bytes(data))
 
     async def ping(self) -> None:
@@ -225,8 +227,10 @@ async def test_resume_continues_an_earlier_upload_without_resending(tmp_path: Pa
     path, digest = make_layer(tmp_path, "l", 16 * MIB)
     data = path.read_bytes()
     session = await registry.start_upload("r1")
-    await registry.upload_part(session, 0, registry.encode_part(bytearray(data[: 5 * MIB])))
-    lost_answer = registry.encode_part(bytearray(data[5 * MIB : 10 * MIB]))
+    await registry.upload_part(
+        session, 0, registry.encode_part(session, PartBytes(data[: 5 * MIB]))
+    )
+    lost_answer = registry.encode_part(session, PartBytes(data[5 * MIB : 10 * MIB], 5 * MIB))
     await registry.upload_part(session, 5 * MIB, lost_answer)
     st = path.stat()
     job = LayerJob(

@@ -9,7 +9,7 @@ not by backend-specific names.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,12 +27,63 @@ class UploadSession:
     part_size: int
 
 
+class PartSource(Protocol):
+    """Where a part's bytes come from, read on demand by ``Registry.encode_part``.
+
+    The encoder pulls the bytes itself so it can stream them through small
+    reused buffers into its wire format, instead of first holding a raw copy
+    of the whole part beside the encoded one.
+    """
+
+    @property
+    def first_byte(self) -> int:
+        """The offset of the part's first byte in the layer."""
+        ...
+
+    @property
+    def length(self) -> int:
+        """The part's size in bytes."""
+        ...
+
+    def read_into(self, buffer: memoryview, offset: int = 0) -> None:
+        """Fill ``buffer`` with the part's bytes starting ``offset`` bytes into the part."""
+        ...
+
+    def chunks(self, chunk_size: int) -> Iterator[memoryview]:
+        """The part in order, ``chunk_size`` bytes at a time (the last may be shorter).
+
+        Each view is valid only until the next one is produced: the buffer is reused.
+        """
+        ...
+
+
 @dataclass(frozen=True, slots=True)
+class PartBytes:
+    """A ``PartSource`` over bytes already in memory (tests, small blobs)."""
+
+    data: bytes | bytearray
+    first_byte: int = 0
+
+    @property
+    def length(self) -> int:
+        return len(self.data)
+
+    def read_into(self, buffer: memoryview, offset: int = 0) -> None:
+        buffer[:] = memoryview(self.data)[offset : offset + len(buffer)]
+
+    def chunks(self, chunk_size: int) -> Iterator[memoryview]:
+        view = memoryview(self.data)
+        for start in range(0, len(view), chunk_size):
+            yield view[start : start + chunk_size]
+
+
+@dataclass(slots=True)
 class PartPayload:
-    """A part's bytes as the registry's protocol carries them (ECR: base64 text).
+    """A part's bytes as the registry's protocol carries them.
 
     Prepared in a worker thread by ``Registry.encode_part`` so the event loop
-    only moves bytes it already has.
+    only moves bytes it already has.  Backends whose protocol needs more than
+    the bytes (ECR: the body's running hash for SigV4) subclass it.
     """
 
     length: int
@@ -45,8 +96,12 @@ class Registry(Protocol):
     memory_per_part_byte: float
     """Bytes held in memory for each byte of a part in flight (encodings, request body)."""
 
-    def encode_part(self, data: bytearray) -> PartPayload:
-        """Turn raw part bytes into what ``upload_part`` sends; runs off the event loop."""
+    def encode_part(self, session: UploadSession, source: PartSource) -> PartPayload:
+        """Read a part from ``source`` into what ``upload_part`` sends for ``session``.
+
+        Runs in a worker thread, so it may do the per-byte work (encoding,
+        hashing, building the request body) that would otherwise stall the loop.
+        """
         ...
 
     async def ping(self) -> None:

@@ -35,7 +35,7 @@ from uploaderd.errors import (
     UploadNotFoundError,
 )
 from uploaderd.parts import MIB
-from uploaderd.registry.base import PartPayload, UploadSession
+from uploaderd.registry.base import PartPayload, PartSource, UploadSession
 from uploaderd.registry.ociauth import Authenticator, Credentials, credentials_for
 
 DEFAULT_PART_SIZE = 10 * MIB
@@ -133,7 +133,9 @@ class OciRegistry:
     def name(self) -> str:
         return str(self.base.authority)
 
-    def encode_part(self, data: bytearray) -> PartPayload:
+    def encode_part(self, session: UploadSession, source: PartSource) -> PartPayload:
+        data = bytearray(source.length)
+        source.read_into(memoryview(data))
         return PartPayload(len(data), data)
 
     async def ping(self) -> None:
