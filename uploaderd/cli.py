@@ -18,7 +18,7 @@ from uploaderd.demo import run_demo
 from uploaderd.engine import EngineSettings, UploadEngine, all_succeeded
 from uploaderd.errors import ConfigurationError, UploaderError, unwrap_group
 from uploaderd.image.command import add_image_arguments, push_image_command
-from uploaderd.memory import return_freed_buffers_to_the_system
+from uploaderd.memory import return_freed_buffers_to_the_system, reuse_freed_buffers
 from uploaderd.naming import repository_name_problem
 from uploaderd.parts import MIB
 from uploaderd.progress import LayerJob, LayerResult, SilentObserver
@@ -217,6 +217,7 @@ async def _local_registry(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:
         print(f"uploaderd local-registry listening on {url}", flush=True)
 
+    reuse_freed_buffers()
     await localregistry.serve_forever(localregistry.config_from_args(args), announce)
     return EXIT_OK
 

@@ -13,6 +13,7 @@ import json
 import uuid
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
@@ -70,8 +71,8 @@ def decode_body(raw: bytes) -> JsonObject:
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
-    except ValueError as exc:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise EcrError("SerializationException", f"request body is not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise EcrError("SerializationException", "request body must be a JSON object")
