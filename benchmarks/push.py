@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from benchmarks import harness
 from benchmarks.harness import MIB, Figure
-from benchmarks.wirelimit import wire_limit_seconds
+from benchmarks.wirelimit import STDLIB_BASE64, wire_limit_seconds
 
 NAME = "push"
 LAYERS = 4
@@ -37,6 +37,7 @@ def run(*, quick: bool) -> list[Figure]:
         )
         child = harness.run_measured(argv, harness.push_environment())
         after = wire_limit_seconds(files)
+        old_reference = wire_limit_seconds(files, encode=STDLIB_BASE64)
         completed = harness.completed_layers(reg.stats())
     outcomes = harness.push_outcomes(child.stdout)
     uploaded = outcomes.count("uploaded")
@@ -47,6 +48,7 @@ def run(*, quick: bool) -> list[Figure]:
         )
     push_rate = total_mib / child.wall_seconds
     wire_rate = total_mib / min(before, after)
+    old_wire_rate = total_mib / old_reference
     rss_mib = child.peak_rss_bytes / MIB
     harness.print_table(
         f"push: {LAYERS} x {layer_size // MIB} MiB, concurrency {CONCURRENCY}",
@@ -61,6 +63,11 @@ def run(*, quick: bool) -> list[Figure]:
                 f"{wire_rate:.1f} (before {total_mib / before:.1f}, after {total_mib / after:.1f})",
             ),
             ("ratio", f"{push_rate / wire_rate:.2f} (target >= {THROUGHPUT_TARGET})"),
+            (
+                "old reference",
+                f"{old_wire_rate:.1f} MiB/s with stdlib base64 (rows up to d78564c): "
+                f"ratio {push_rate / old_wire_rate:.2f}",
+            ),
             ("peak RSS MiB", f"{rss_mib:.1f}"),
             ("budget MiB", f"{BUDGET_MIB}"),
             ("RSS - budget MiB", f"{rss_mib - BUDGET_MIB:.1f} (target <= {RSS_ALLOWANCE_MIB})"),
@@ -75,6 +82,14 @@ def run(*, quick: bool) -> list[Figure]:
             wire_rate,
             f">= {THROUGHPUT_TARGET}",
             push_rate >= THROUGHPUT_TARGET * wire_rate,
+        ),
+        Figure(
+            NAME,
+            "push MiB/s vs old wire limit (stdlib base64) MiB/s",
+            push_rate,
+            old_wire_rate,
+            "-",
+            True,
         ),
         Figure(
             NAME,
