@@ -36,6 +36,8 @@ REGISTRY_START_TIMEOUT = 30.0
 #: A push child still running after this long is killed: a hung run must not hang us.
 RUN_TIMEOUT = 1800.0
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
+#: Files the benchmarks write themselves, relative to the repository root.
+OUTPUTS = ("benchmarks/RESULTS.md", "benchmarks/concurrency.png")
 RESULTS_INTRO = """\
 # Benchmark results
 
@@ -296,12 +298,23 @@ def print_table(title: str, rows: Sequence[tuple[str, str]], out: TextIO = sys.s
 
 
 def git_commit() -> str:
-    """The commit measured, ``+dirty`` if tracked files differ from it (untracked files
-    are ignored: scratch files beside the checkout do not change what was measured)."""
+    """The commit measured, ``+dirty`` if tracked files differ from it.
+
+    Untracked files are ignored (scratch files beside the checkout do not change what
+    was measured), and so are the benchmarks' own outputs, RESULTS.md and the plot:
+    rows appended by an earlier run must not mark the next run's code as changed."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = _git(root, "rev-parse", "--short", "HEAD").strip()
-        dirty = _git(root, "status", "--porcelain", "--untracked-files=no").strip()
+        dirty = _git(
+            root,
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            *(f":(exclude){output}" for output in OUTPUTS),
+        ).strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}+dirty" if dirty else head
