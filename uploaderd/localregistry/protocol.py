@@ -10,6 +10,7 @@ of ``InvalidLayerPartException``, for instance) to the top level of
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -67,9 +68,53 @@ def is_signed(request: web.Request) -> bool:
 
 
 def decode_body(raw: bytes) -> JsonObject:
-    """Parses a request body; an empty body is an empty input, as botocore sends it."""
+    """Parses a request body; an empty body is an empty input, as botocore sends it.
+
+    An UploadLayerPart body is almost all one base64 string.  Its text is lifted
+    out by its delimiters (``bytes.find`` runs at memory speed) and the parser
+    sees only the rest: a JSON parser's string scan was most of this server's
+    CPU, which in benchmarks it shares with the push it measures.  The value
+    is then the base64 text as ``bytes``.  A body the lift cannot prove it
+    reads right (an escape in the string, the key not where a key can be)
+    is parsed whole, as before.
+    """
     if not raw:
         return {}
+    lifted = _lift_part_blob(raw)
+    value = _parse_object(raw if lifted is None else lifted[0])
+    if lifted is not None:
+        if value.get(PART_BLOB) != "":
+            return _parse_object(raw)
+        value[PART_BLOB] = lifted[1]
+    return value
+
+
+PART_BLOB = "layerPartBlob"
+_PART_BLOB_KEY = b'"layerPartBlob"'
+_VALUE_OPENING = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"')
+_JSON_SPACE = b" \t\r\n"
+
+
+def _lift_part_blob(raw: bytes) -> tuple[bytes, bytes] | None:
+    """``raw`` with layerPartBlob's string emptied, and that string's text; or None."""
+    key = raw.find(_PART_BLOB_KEY)
+    if key < 0:
+        return None
+    # Outside strings a quote is structural; inside one it is escaped, so a
+    # key's opening quote directly after '{' or ',' (and spaces) is a key.
+    if not raw[:key].rstrip(_JSON_SPACE).endswith((b"{", b",")):
+        return None
+    opening = _VALUE_OPENING.match(raw, key + len(_PART_BLOB_KEY))
+    if opening is None:
+        return None
+    start = opening.end()
+    end = raw.find(b'"', start)
+    if end < 0 or raw.find(b"\\", start, end) >= 0:
+        return None
+    return raw[:start] + raw[end:], raw[start:end]
+
+
+def _parse_object(raw: bytes) -> JsonObject:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
