@@ -158,6 +158,9 @@ class LayerPush:
                         position = await self._send_part(session, part)
                     finally:
                         budget.release(part.charge)
+                        # Drop the buffer now, not when the next part arrives:
+                        # the budget already counts it free.
+                        del part
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
         finally:

@@ -229,6 +229,9 @@ async def read_parts(
                     source = FilePartSource(fd, layer, part_range)
                     payload = await anyio.to_thread.run_sync(encode, source)
                     await parts_out.send(Part(part_range, payload, charge))
+                    # The receiver owns the part now; holding it here while
+                    # waiting for budget would keep a buffer nobody counts.
+                    del payload
                 except BaseException:
                     budget.release(charge)
                     raise
