@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import aiohttp.abc
 import aiohttp.payload
 import botocore.exceptions
 import botocore.parsers
@@ -180,12 +181,33 @@ def _use_prepared_body(params: dict[str, Any], context: dict[str, Any], **_: Any
     params["headers"]["X-Amz-Content-SHA256"] = part.payload_hash
 
 
+_FIRST_WRITE_BYTES = 1024
+
+
 class _BodyView(aiohttp.payload.BytesPayload):
-    """The prepared body as a view: aiohttp copies a bytearray body before sending it.
+    """The prepared body as a view, sent without aiohttp copying it.
+
+    aiohttp copies a bytearray body (it slices it to Content-Length); a view
+    slices for free.  It also joins the request's headers with the body's
+    first write into one new buffer (on Pythons before 3.12.9): a short first
+    write keeps that copy to a kilobyte, where it was the whole body, made on
+    the event loop and counted by no budget (tracemalloc: 40 MiB at the peak
+    of 16 layers at concurrency 8).
 
     botocore "rewinds" a body that is not bytes before each of its retries;
     a view has nothing to rewind, so ``seek`` and ``tell`` only say so.
     """
+
+    async def write(self, writer: aiohttp.abc.AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: aiohttp.abc.AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = memoryview(self._value)[:content_length]
+        await writer.write(view[:_FIRST_WRITE_BYTES])
+        if len(view) > _FIRST_WRITE_BYTES:
+            await writer.write(view[_FIRST_WRITE_BYTES:])
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return 0
