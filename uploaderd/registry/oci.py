@@ -36,6 +36,7 @@ from uploaderd.errors import (
 )
 from uploaderd.parts import MIB
 from uploaderd.registry.base import PartPayload, PartSource, UploadSession
+from uploaderd.registry.body import PartBody
 from uploaderd.registry.ociauth import Authenticator, Credentials, credentials_for
 
 DEFAULT_PART_SIZE = 10 * MIB
@@ -317,8 +318,9 @@ class OciRegistry:
         headers: CIMultiDict[str] | dict[str, str],
         data: bytes | bytearray | None,
     ) -> _Answer:
+        body = PartBody(data) if isinstance(data, bytearray) else data
         try:
-            async with self.session.request(method, url, headers=headers, data=data) as response:
+            async with self.session.request(method, url, headers=headers, data=body) as response:
                 body = await response.read()
                 return _Answer(response.status, response.headers, body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
