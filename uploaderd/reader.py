@@ -130,16 +130,11 @@ def _read_exactly(fd: int, buffer: bytearray | memoryview, offset: int, layer: L
 
 def _hash_file(layer: LayerFile, chunk_size: int) -> str:
     digest = hashlib.sha256()
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
     fd = _open_fd(layer)
     try:
-        offset = 0
-        while offset < layer.size:
-            length = min(chunk_size, layer.size - offset)
-            _read_exactly(fd, view[:length], offset, layer)
-            digest.update(view[:length])
-            offset += length
+        whole_layer = FilePartSource(fd, layer, PartRange(0, layer.size - 1))
+        for chunk in whole_layer.chunks(chunk_size):
+            digest.update(chunk)
     finally:
         os.close(fd)
     return "sha256:" + digest.hexdigest()
@@ -177,7 +172,10 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class FilePartSource:
-    """A part of an open layer file, read by the registry's encoder in a worker thread."""
+    """A byte range of an open layer file, read in a worker thread.
+
+    A part, read by the registry's encoder; or the whole layer, for its digest.
+    """
 
     fd: int
     layer: LayerFile

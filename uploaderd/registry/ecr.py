@@ -246,9 +246,8 @@ class EcrRegistry:
         return UploadSession(repository, str(upload_id), int(part_size))
 
     async def upload_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
-        # An EcrPart passes the serializer untouched (see the hooks); other
-        # payloads are plain bytes that botocore encodes itself.
-        blob = part if isinstance(part, EcrPart) else bytes(part.wire)
+        if not isinstance(part, EcrPart):
+            raise TypeError("ECR parts come from EcrRegistry.encode_part (see the hooks)")
         response = await self._call(
             session.repository,
             self._client.upload_layer_part(
@@ -256,7 +255,7 @@ class EcrRegistry:
                 uploadId=session.upload_id,
                 partFirstByte=first_byte,
                 partLastByte=first_byte + part.length - 1,
-                layerPartBlob=blob,  # type: ignore[arg-type]
+                layerPartBlob=part,  # type: ignore[arg-type]  # an EcrPart: see the hooks
             ),
         )
         last = _required(response, "lastByteReceived", "UploadLayerPart", session.repository)

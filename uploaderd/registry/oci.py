@@ -318,9 +318,9 @@ class OciRegistry:
         headers: CIMultiDict[str] | dict[str, str],
         data: bytes | bytearray | None,
     ) -> _Answer:
-        body = PartBody(data) if isinstance(data, bytearray) else data
+        payload = PartBody(data) if isinstance(data, bytearray) else data
         try:
-            async with self.session.request(method, url, headers=headers, data=body) as response:
+            async with self.session.request(method, url, headers=headers, data=payload) as response:
                 body = await response.read()
                 return _Answer(response.status, response.headers, body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
