@@ -305,6 +305,45 @@ async def test_unsigned_requests_are_refused(registry: LocalRegistry) -> None:
     assert body["__type"] == "MissingAuthenticationTokenException"
 
 
+SIGNED_JSON = {
+    "X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.CreateRepository",
+    "Content-Type": "application/x-amz-json-1.1",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ecr/aws4_request, "
+    "SignedHeaders=host, Signature=0",
+}
+
+
+async def test_a_chunked_body_is_read_whole(registry: LocalRegistry) -> None:
+    """Bodies without Content-Length take aiohttp's own read path; both must parse."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield b'{"repositoryName":'
+        yield b' "team/chunked"}'
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(registry.url + "/", data=pieces(), headers=SIGNED_JSON) as resp,
+    ):
+        assert resp.request_info.headers.get("Transfer-Encoding") == "chunked"
+        body = await resp.json(content_type=None)
+    assert resp.status == 200, body
+    assert body["repository"]["repositoryName"] == "team/chunked"
+
+
+async def test_a_body_announced_too_large_is_refused_unread(registry: LocalRegistry) -> None:
+    host, port = registry.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = "".join(f"{name}: {value}\r\n" for name, value in SIGNED_JSON.items())
+    writer.write(
+        f"POST / HTTP/1.1\r\nHost: {host}\r\n{head}Content-Length: {65 * MIB}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(4096), timeout=10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"RequestEntityTooLargeException" in answer
+
+
 async def test_missing_layers_are_failures_by_default(ecr: ECRClient) -> None:
     present = await push_layer(ecr, b"present")
     missing = digest_of(b"missing")

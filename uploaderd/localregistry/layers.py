@@ -198,15 +198,15 @@ def _check_complete(repository: Repository, session: UploadSession, digest: str)
         )
 
 
-def _part_blob(body: JsonObject) -> bytes | str:
+def _part_blob(body: JsonObject) -> bytes | bytearray | str:
     """The base64 text: ``bytes`` when the body decoder lifted it out, else a JSON string."""
     value = body.get("layerPartBlob")
-    if isinstance(value, bytes) and value:
+    if isinstance(value, bytes | bytearray) and value:
         return value
     return params.string(body, "layerPartBlob")
 
 
-async def _decode_blob(encoded: bytes | str) -> bytes:
+async def _decode_blob(encoded: bytes | bytearray | str) -> bytes:
     """Decodes a base64 part, off the event loop when it is large (up to ~27 MB)."""
     try:
         if len(encoded) > THREAD_THRESHOLD:
@@ -216,7 +216,7 @@ async def _decode_blob(encoded: bytes | str) -> bytes:
         raise params.invalid("layerPartBlob", f"must be base64 ({exc})") from exc
 
 
-def _strict_b64decode(encoded: bytes | str) -> bytes:
+def _strict_b64decode(encoded: bytes | bytearray | str) -> bytes:
     """Decodes with pybase64 (SIMD, several times the standard library's speed).
 
     Padding is only allowed at the very end, as ECR's own decoder requires.

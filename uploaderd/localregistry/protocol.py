@@ -67,7 +67,7 @@ def is_signed(request: web.Request) -> bool:
     return request.headers.get("Authorization", "").startswith(SIGV4_SCHEME)
 
 
-def decode_body(raw: bytes) -> JsonObject:
+def decode_body(raw: bytes | bytearray) -> JsonObject:
     """Parses a request body; an empty body is an empty input, as botocore sends it.
 
     An UploadLayerPart body is almost all one base64 string.  Its text is lifted
@@ -95,7 +95,9 @@ _VALUE_OPENING = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"')
 _JSON_SPACE = b" \t\r\n"
 
 
-def _lift_part_blob(raw: bytes) -> tuple[bytes, bytes] | None:
+def _lift_part_blob(
+    raw: bytes | bytearray,
+) -> tuple[bytes | bytearray, bytes | bytearray] | None:
     """``raw`` with layerPartBlob's string emptied, and that string's text; or None."""
     key = raw.find(_PART_BLOB_KEY)
     if key < 0:
@@ -114,7 +116,7 @@ def _lift_part_blob(raw: bytes) -> tuple[bytes, bytes] | None:
     return raw[:start] + raw[end:], raw[start:end]
 
 
-def _parse_object(raw: bytes) -> JsonObject:
+def _parse_object(raw: bytes | bytearray) -> JsonObject:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
