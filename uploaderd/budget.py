@@ -14,7 +14,7 @@ Releasing is synchronous on purpose: it must work inside a cancelled scope
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -42,11 +42,18 @@ class ByteBudget:
         self._held = 0
         self._peak = 0
         self._waiters: deque[_Waiter] = deque()
+        self.reclaim: Callable[[], None] | None = None
+        """Called before anyone waits: returns bytes held only for reuse (kept buffers)."""
 
     @property
     def held(self) -> int:
         """Bytes reserved right now."""
         return self._held
+
+    @property
+    def waiting(self) -> bool:
+        """True while some acquire waits for room."""
+        return bool(self._waiters)
 
     @property
     def peak(self) -> int:
@@ -65,6 +72,8 @@ class ByteBudget:
                 "raise --memory-budget or lower --part-size"
             )
         await anyio.lowlevel.checkpoint_if_cancelled()
+        if not self._waiters and self._held + nbytes > self.capacity and self.reclaim:
+            self.reclaim()
         if not self._waiters and self._held + nbytes <= self.capacity:
             self._take(nbytes)
             return

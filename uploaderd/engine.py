@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from uploaderd.budget import ByteBudget
+from uploaderd.buffers import PartBuffers
 from uploaderd.errors import UploaderError
 from uploaderd.layerpush import LayerPush, PushContext
 from uploaderd.parts import MAX_PART_SIZE, MIB
@@ -58,10 +59,12 @@ class UploadEngine:
     ) -> None:
         self.settings = settings
         self.budget = ByteBudget(settings.memory_budget)
+        self.buffers = PartBuffers(self.budget)
         self.observer: EngineObserver = observer or SilentObserver()
         self.context = PushContext(
             registry=registry,
             budget=self.budget,
+            buffers=self.buffers,
             observer=self.observer,
             retry=settings.retry,
             part_size=settings.part_size,

@@ -20,6 +20,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from uploaderd.budget import ByteBudget
+from uploaderd.buffers import PartBuffers
 from uploaderd.errors import (
     PartOutOfOrderError,
     TransientRegistryError,
@@ -44,6 +45,7 @@ class PushContext:
 
     registry: Registry
     budget: ByteBudget
+    buffers: PartBuffers
     observer: EngineObserver
     retry: RetryPolicy
     part_size: int | None
@@ -142,7 +144,7 @@ class LayerPush:
                         read_parts,
                         self.layer,
                         ranges,
-                        budget,
+                        self.context.buffers,
                         send,
                         encode=partial(registry.encode_part, session),
                         memory_per_byte=registry.memory_per_part_byte,
@@ -157,9 +159,10 @@ class LayerPush:
                             break
                         position = await self._send_part(session, part)
                     finally:
-                        budget.release(part.charge)
+                        self.context.buffers.give_back(part.payload.wire, part.charge)
                         # Drop the buffer now, not when the next part arrives:
-                        # the budget already counts it free.
+                        # the budget already counts it free, and it can be lent
+                        # again only once nothing refers to it.
                         del part
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None

@@ -7,7 +7,9 @@ per-thread heaps that fragment and are not given back: RSS then grows well
 past the byte budget.  Pinning the threshold at 1 MiB keeps every part
 buffer an mmap that is returned to the system when freed.  That costs page
 faults (on this project's 2-core VMs, about 1.5 CPU-seconds per GiB pushed),
-a price ``push`` and ``run`` pay for a memory bound they promise.
+a price ``push`` and ``run`` paid for a memory bound they promise, until
+part buffers were recycled within the budget (buffers.py): now only parts
+that find no buffer to reuse pay it.
 
 The local registry promises no memory bound, and in benchmarks it shares
 the cores with the push it measures, so it takes the opposite trade: one

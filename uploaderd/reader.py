@@ -23,6 +23,7 @@ import anyio
 from anyio.abc import ObjectSendStream
 
 from uploaderd.budget import ByteBudget
+from uploaderd.buffers import Allocate, PartBuffers
 from uploaderd.errors import LayerChangedError, LayerFileError
 from uploaderd.parts import PartRange, layer_size_problem
 from uploaderd.progress import FileIdentity
@@ -203,13 +204,13 @@ class FilePartSource:
 async def read_parts(
     layer: LayerFile,
     ranges: Iterable[PartRange],
-    budget: ByteBudget,
+    buffers: PartBuffers,
     parts_out: ObjectSendStream[Part],
     *,
-    encode: Callable[[PartSource], PartPayload],
+    encode: Callable[[PartSource, Allocate], PartPayload],
     memory_per_byte: float,
 ) -> None:
-    """Read and encode ``ranges`` in order into ``parts_out``, each charged to ``budget``.
+    """Read and encode ``ranges`` in order into ``parts_out``, each charged to the budget.
 
     The charge covers every copy the part will have while in flight (the
     registry says how much per byte: its encoding and request body), so the
@@ -221,17 +222,19 @@ async def read_parts(
     try:
         async with parts_out:
             for part_range in ranges:
-                charge = min(math.ceil(part_range.length * memory_per_byte), budget.capacity)
-                await budget.acquire(charge)
+                charge = min(
+                    math.ceil(part_range.length * memory_per_byte), buffers.budget.capacity
+                )
+                lease = await buffers.acquire(charge)
                 try:
                     source = FilePartSource(fd, layer, part_range)
-                    payload = await anyio.to_thread.run_sync(encode, source)
+                    payload = await anyio.to_thread.run_sync(encode, source, lease.allocate)
                     await parts_out.send(Part(part_range, payload, charge))
                     # The receiver owns the part now; holding it here while
                     # waiting for budget would keep a buffer nobody counts.
                     del payload
                 except BaseException:
-                    budget.release(charge)
+                    buffers.budget.release(charge)
                     raise
     finally:
         os.close(fd)

@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from uploaderd.buffers import Allocate, new_buffer
 from uploaderd.engine import EngineSettings, UploadEngine
 from uploaderd.errors import (
     PartOutOfOrderError,
@@ -51,10 +52,12 @@ class MemoryRegistry:
 
     memory_per_part_byte = 1.0
 
-    def encode_part(self, session: UploadSession, source: PartSource) -> PartPayload:
-        data = bytearray(source.length)
-        source.read_into(memoryview(data))
-        return PartPayload(len(data), bytes(data))
+    def encode_part(
+        self, session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
+    ) -> PartPayload:
+        data = allocate(source.length)  # the engine's recycled buffers, as real backends use
+        source.read_into(data)
+        return PartPayload(len(data), data)
 
     async def ping(self) -> None:
         pass

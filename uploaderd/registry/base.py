@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from uploaderd.buffers import Allocate, new_buffer
+
 
 @dataclass(frozen=True, slots=True)
 class UploadSession:
@@ -87,7 +89,7 @@ class PartPayload:
     """
 
     length: int
-    wire: bytes | bytearray
+    wire: bytes | bytearray | memoryview
 
 
 class Registry(Protocol):
@@ -96,11 +98,14 @@ class Registry(Protocol):
     memory_per_part_byte: float
     """Bytes held in memory for each byte of a part in flight (encodings, request body)."""
 
-    def encode_part(self, session: UploadSession, source: PartSource) -> PartPayload:
+    def encode_part(
+        self, session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
+    ) -> PartPayload:
         """Read a part from ``source`` into what ``upload_part`` sends for ``session``.
 
         Runs in a worker thread, so it may do the per-byte work (encoding,
         hashing, building the request body) that would otherwise stall the loop.
+        The body's buffer comes from ``allocate`` (the engine recycles them).
         """
         ...
 

@@ -23,6 +23,7 @@ import pybase64
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from uploaderd.buffers import Allocate, new_buffer
 from uploaderd.errors import (
     ConfigurationError,
     PartOutOfOrderError,
@@ -115,7 +116,9 @@ def part_members(session: UploadSession, first_byte: int, length: int) -> dict[s
     }
 
 
-def encode_ecr_part(session: UploadSession, source: PartSource) -> EcrPart:
+def encode_ecr_part(
+    session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
+) -> EcrPart:
     """Stream ``source`` through small chunks into one body buffer, hashing as it goes.
 
     One buffer the size of the body, filled one chunk's text at a time: joining
@@ -126,17 +129,16 @@ def encode_ecr_part(session: UploadSession, source: PartSource) -> EcrPart:
     members = part_members(session, source.first_byte, source.length)
     tail = _members_tail(members)
     head = b'{"layerPartBlob":"'
-    body = bytearray(len(head) + 4 * ((source.length + 2) // 3) + len(tail))
+    body = allocate(len(head) + 4 * ((source.length + 2) // 3) + len(tail))
     body_hash = hashlib.sha256(head)
-    with memoryview(body) as view:
-        view[: len(head)] = head
-        end = len(head)
-        for chunk in source.chunks(RAW_CHUNK_BYTES):
-            text = pybase64.b64encode(chunk)
-            view[end : end + len(text)] = text
-            body_hash.update(text)
-            end += len(text)
-        view[end:] = tail
+    body[: len(head)] = head
+    end = len(head)
+    for chunk in source.chunks(RAW_CHUNK_BYTES):
+        text = pybase64.b64encode(chunk)
+        body[end : end + len(text)] = text
+        body_hash.update(text)
+        end += len(text)
+    body[end:] = tail
     body_hash.update(tail)
     return EcrPart(source.length, body, members, body_hash.hexdigest())
 
@@ -186,7 +188,7 @@ def _send_body_as_view(request: Any, **_: Any) -> None:
     botocore "rewinds" a body that is not bytes before each of its retries;
     ``PartBody`` has nothing to rewind and says so through ``seek``/``tell``.
     """
-    if isinstance(request.body, bytearray):
+    if isinstance(request.body, bytearray | memoryview):
         request.body = PartBody(request.body)
 
 
@@ -208,8 +210,10 @@ class EcrRegistry:
         self._client = client
         install_part_hooks(client)
 
-    def encode_part(self, session: UploadSession, source: PartSource) -> PartPayload:
-        return encode_ecr_part(session, source)
+    def encode_part(
+        self, session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
+    ) -> PartPayload:
+        return encode_ecr_part(session, source, allocate)
 
     async def ping(self) -> None:
         try:

@@ -27,6 +27,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from uploaderd.buffers import Allocate, new_buffer
 from uploaderd.errors import (
     ConfigurationError,
     PartOutOfOrderError,
@@ -134,9 +135,11 @@ class OciRegistry:
     def name(self) -> str:
         return str(self.base.authority)
 
-    def encode_part(self, session: UploadSession, source: PartSource) -> PartPayload:
-        data = bytearray(source.length)
-        source.read_into(memoryview(data))
+    def encode_part(
+        self, session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
+    ) -> PartPayload:
+        data = allocate(source.length)
+        source.read_into(data)
         return PartPayload(len(data), data)
 
     async def ping(self) -> None:
@@ -280,7 +283,7 @@ class OciRegistry:
         repository: str,
         *,
         headers: dict[str, str] | None = None,
-        data: bytes | bytearray | None = None,
+        data: bytes | bytearray | memoryview | None = None,
         also_pull: str | None = None,
     ) -> _Answer:
         """One request, answering an authentication challenge once if the registry asks."""
@@ -316,9 +319,9 @@ class OciRegistry:
         method: str,
         url: URL,
         headers: CIMultiDict[str] | dict[str, str],
-        data: bytes | bytearray | None,
+        data: bytes | bytearray | memoryview | None,
     ) -> _Answer:
-        payload = PartBody(data) if isinstance(data, bytearray) else data
+        payload = PartBody(data) if isinstance(data, bytearray | memoryview) else data
         try:
             async with self.session.request(method, url, headers=headers, data=payload) as response:
                 body = await response.read()
