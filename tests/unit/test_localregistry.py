@@ -344,6 +344,29 @@ async def test_a_body_announced_too_large_is_refused_unread(registry: LocalRegis
     assert b"RequestEntityTooLargeException" in answer
 
 
+@pytest.mark.parametrize("blob", ["AA==AAAA", "AAA=AAAA", "AAAAAA", "AA AAAAA"])
+async def test_a_part_blob_must_be_canonical_base64(
+    registry: LocalRegistry, ecr: ECRClient, blob: str
+) -> None:
+    upload = await ecr.initiate_layer_upload(repositoryName=REPO)
+    body = (
+        f'{{"layerPartBlob":"{blob}","repositoryName":"{REPO}",'
+        f'"uploadId":"{upload["uploadId"]}","partFirstByte":0,"partLastByte":5}}'
+    )
+    headers = {
+        **SIGNED_JSON,
+        "X-Amz-Target": SIGNED_JSON["X-Amz-Target"].replace("CreateRepository", "UploadLayerPart"),
+    }
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(registry.url + "/", data=body.encode(), headers=headers) as resp,
+    ):
+        answer = await resp.json(content_type=None)
+    assert resp.status == 400
+    assert answer["__type"] == "InvalidParameterException"
+    assert "layerPartBlob" in answer["message"]
+
+
 async def test_missing_layers_are_failures_by_default(ecr: ECRClient) -> None:
     present = await push_layer(ecr, b"present")
     missing = digest_of(b"missing")

@@ -33,8 +33,8 @@ tricky_text = st.sampled_from(
 
 def as_parser_reads(value: dict[str, Any]) -> dict[str, Any]:
     blob = value.get("layerPartBlob")
-    if isinstance(blob, bytes):
-        return {**value, "layerPartBlob": blob.decode("ascii")}
+    if isinstance(blob, bytes | bytearray | memoryview):
+        return {**value, "layerPartBlob": bytes(blob).decode("ascii")}
     return value
 
 
