@@ -104,14 +104,18 @@ class PartBuffers:
         return sum(kept.charge for kept in self._kept)
 
     async def acquire(self, charge: int) -> Lease:
-        """Reserve ``charge`` bytes for a part: a kept buffer's, if one fits, else new ones."""
+        """Reserve at least ``charge`` bytes for a part: a kept buffer's, if one fits, else new.
+
+        A kept buffer brings its own charge, which may be larger (a layer's
+        last, smaller part reusing a full part's buffer): the lease carries
+        that whole charge, because the buffer is that large.
+        """
         kept = self._take_fitting(charge)
         if kept is None:
             await self.budget.acquire(charge)
             return Lease(charge)
-        self.budget.release(kept.charge - charge)  # the rest of the larger part's charge
         self.reused += 1
-        return Lease(charge, kept.buffer)
+        return Lease(kept.charge, kept.buffer)
 
     def give_back(self, wire: object, charge: int) -> None:
         """Settle a part: keep its buffer with its ``charge``, or return the charge.

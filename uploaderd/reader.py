@@ -229,12 +229,12 @@ async def read_parts(
                 try:
                     source = FilePartSource(fd, layer, part_range)
                     payload = await anyio.to_thread.run_sync(encode, source, lease.allocate)
-                    await parts_out.send(Part(part_range, payload, charge))
+                    await parts_out.send(Part(part_range, payload, lease.charge))
                     # The receiver owns the part now; holding it here while
                     # waiting for budget would keep a buffer nobody counts.
                     del payload
                 except BaseException:
-                    buffers.budget.release(charge)
+                    buffers.budget.release(lease.charge)
                     raise
     finally:
         os.close(fd)
