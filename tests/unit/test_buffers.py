@@ -11,6 +11,14 @@ CHARGE = PART * 14 // 10
 BODY = PART * 4 // 3
 
 
+async def _another_part_in_flight() -> tuple[ByteBudget, PartBuffers]:
+    """A 256 MiB budget where another layer's part (1 MiB) is still in flight."""
+    budget = ByteBudget(256 * MIB)
+    buffers = PartBuffers(budget)
+    await budget.acquire(MIB)
+    return budget, buffers
+
+
 async def _send_one(buffers: PartBuffers) -> int:
     """A part through its life: charged, its body written, settled.  Returns its buffer's id."""
     lease = await buffers.acquire(CHARGE)
@@ -22,9 +30,7 @@ async def _send_one(buffers: PartBuffers) -> int:
 
 
 async def test_a_settled_buffer_is_reused_with_its_charge() -> None:
-    budget = ByteBudget(256 * MIB)
-    buffers = PartBuffers(budget)
-    await budget.acquire(MIB)  # another layer's part, still in flight
+    budget, buffers = await _another_part_in_flight()
     first = await _send_one(buffers)
     assert buffers.kept_bytes == CHARGE
     assert budget.held == MIB + CHARGE  # kept, and still counted
@@ -39,9 +45,7 @@ async def test_a_settled_buffer_is_reused_with_its_charge() -> None:
 
 
 async def test_a_buffer_someone_still_views_is_not_reused() -> None:
-    budget = ByteBudget(256 * MIB)
-    buffers = PartBuffers(budget)
-    await budget.acquire(MIB)
+    _, buffers = await _another_part_in_flight()
     lease = await buffers.acquire(CHARGE)
     sending = lease.allocate(BODY)
     sending[:] = b"s" * BODY
@@ -107,9 +111,7 @@ async def test_nothing_is_kept_when_nothing_else_is_in_flight() -> None:
 
 
 async def test_small_parts_are_not_kept() -> None:
-    budget = ByteBudget(256 * MIB)
-    buffers = PartBuffers(budget)
-    await budget.acquire(MIB)
+    budget, buffers = await _another_part_in_flight()
     lease = await buffers.acquire(SMALLEST_KEPT)
     body = lease.allocate(SMALLEST_KEPT - 1)
     buffers.give_back(body, lease.charge)
