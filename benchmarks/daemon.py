@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -189,19 +188,12 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running_daemon(root: Path, endpoint_url: str, *options: str) -> Iterator[DaemonProcess]:
     """``uploaderd run`` on ``root/spool`` and ``root/state``, ready (watcher up, registry
     answered) when yielded, and stopped on the way out whatever happened."""
     (root / "spool").mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = harness.free_port()
     log_path = root / "daemon.log"
     argv = [
         harness.uploaderd_executable(),

@@ -15,6 +15,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,14 @@ def write_random(path: Path, size: int) -> None:
             chunk = min(GENERATE_CHUNK, remaining)
             out.write(os.urandom(chunk))
             remaining -= chunk
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now, for a child server to take."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class RegistryProcess:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -96,19 +95,12 @@ def write_layout(root: Path, layer_size: int) -> None:
     (root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def distribution_registry() -> Iterator[str]:
     """A fresh CNCF registry on loopback; yields host:port."""
     binary = _tool("docker-registry", "docker-registry")
     with tempfile.TemporaryDirectory(prefix="uploaderd-bench-registry-") as scratch:
-        port = _free_port()
+        port = harness.free_port()
         config = Path(scratch) / "config.yml"
         config.write_text(
             "version: 0.1\nlog:\n  level: error\n"
