@@ -164,7 +164,7 @@ async def hash_layer(
 
 @dataclass(slots=True)
 class Part:
-    """One part, encoded for the wire and charged to the budget; the receiver releases it."""
+    """One part, encoded for the wire and charged to the budget; the receiver settles it."""
 
     range: PartRange
     payload: PartPayload
@@ -216,7 +216,7 @@ async def read_parts(
     registry says how much per byte: its encoding and request body), so the
     budget bounds real memory.  The stream's buffer sets how far reading runs
     ahead of sending; whoever receives a ``Part`` owns its charge and must
-    release it.
+    settle it (``PartBuffers.give_back``, or ``ByteBudget.release`` if unsent).
     """
     fd = await anyio.to_thread.run_sync(_open_fd, layer)
     try:
