@@ -2,6 +2,6 @@
 
 import sys
 
-from uploaderd.cli import main
+from uploaderd.cli.main import main
 
 sys.exit(main())

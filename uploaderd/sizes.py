@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
 _UNITS = {
     "": 1,
     "b": 1,

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from uploaderd.settings import DaemonSettings, load_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "uploaderd.service"
@@ -267,8 +269,7 @@ def test_config_example_mentions_every_key() -> None:
 
 
 def test_config_example_loads_with_the_daemons_settings() -> None:
-    config_module = pytest.importorskip("uploaderd.config", reason="uploaderd.config not built yet")
-    settings = config_module.load_settings({}, config_file=CONFIG_EXAMPLE, environ={})
+    settings = load_settings(DaemonSettings, {}, config_file=CONFIG_EXAMPLE, environ={})
     assert str(settings.watch) == DOCUMENTED_SETTINGS["watch"]
 
 

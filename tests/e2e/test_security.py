@@ -18,8 +18,8 @@ import pytest
 
 from tests.e2e.conftest import CREDENTIALS, RegistryProcess, start_registry, uploaderd_env
 from tests.e2e.daemon import start_daemon
-from uploaderd.archive import PathEscapeError, contained
-from uploaderd.config import Settings
+from uploaderd.daemon.finished import PathEscapeError, contained
+from uploaderd.settings import Settings
 
 pytestmark = pytest.mark.e2e
 SESSION_TOKEN = "uploaderd-test-session-token-never-logged-FQoGZXIvYXdzEJr"

@@ -121,7 +121,7 @@ async def test_token_refused_is_a_permanent_error_naming_the_registry(
     async with open_oci_registry(settings) as registry:
         with pytest.raises(RegistryError) as refused:
             await registry.start_upload("r")
-    assert not refused.value.transient
+    assert not refused.value.retry_later
     assert "127.0.0.1" in refused.value.message
     assert "check the user name and password" in refused.value.message
 

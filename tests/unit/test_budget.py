@@ -2,7 +2,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from uploaderd.budget import ByteBudget
+from uploaderd.engine.budget import ByteBudget
 
 
 async def test_concurrent_holders_never_exceed_capacity() -> None:

@@ -2,8 +2,8 @@
 
 import anyio
 
-from uploaderd.budget import ByteBudget
-from uploaderd.buffers import SMALLEST_KEPT, PartBuffers
+from uploaderd.engine.budget import ByteBudget
+from uploaderd.engine.buffers import SMALLEST_KEPT, PartBuffers
 
 MIB = 1024 * 1024
 PART = 10 * MIB

@@ -34,7 +34,8 @@ def client_error(code: str, status: int = 400, **fields: object) -> botocore.exc
 def test_throttling_and_server_faults_are_transient(code: str, status: int) -> None:
     with pytest.raises(TransientRegistryError) as caught:
         _raise_client_error(client_error(code, status), "team/app")
-    assert caught.value.transient
+    assert isinstance(caught.value, TransientRegistryError)
+    assert caught.value.retry_later
     assert caught.value.code == code
 
 
@@ -63,6 +64,7 @@ def test_upload_not_found_restarts_the_layer() -> None:
 def test_permanent_errors_fail_at_once_with_advice(code: str, advice: str) -> None:
     with pytest.raises(RegistryError) as caught:
         _raise_client_error(client_error(code), "team/app")
-    assert not caught.value.transient
+    assert not isinstance(caught.value, TransientRegistryError)
+    assert not caught.value.retry_later
     assert caught.value.code == code
     assert advice in caught.value.message

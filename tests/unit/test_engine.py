@@ -16,18 +16,24 @@ from pathlib import Path
 import anyio
 import pytest
 
-from uploaderd.buffers import Allocate, new_buffer
-from uploaderd.engine import EngineSettings, UploadEngine
+from uploaderd.engine.retry import RetryPolicy
+from uploaderd.engine.scheduler import EngineSettings, UploadEngine
 from uploaderd.errors import (
     PartOutOfOrderError,
     RegistryError,
     TransientRegistryError,
     UploadNotFoundError,
 )
-from uploaderd.parts import MIB
-from uploaderd.progress import FileIdentity, LayerJob, Outcome, ResumePoint
-from uploaderd.registry.base import PartBytes, PartPayload, PartSource, UploadSession
-from uploaderd.retry import RetryPolicy
+from uploaderd.model import FileIdentity, LayerJob, Outcome, ResumePoint
+from uploaderd.registry.base import (
+    Allocate,
+    PartBytes,
+    PartPayload,
+    PartSource,
+    UploadSession,
+    new_buffer,
+)
+from uploaderd.sizes import MIB
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
 
@@ -119,7 +125,13 @@ def make_layer(tmp_path: Path, name: str, size: int) -> tuple[Path, str]:
 
 
 def engine_for(registry: MemoryRegistry, **overrides: object) -> UploadEngine:
-    options: dict[str, object] = {"retry": FAST_RETRY, "memory_budget": 32 * MIB, **overrides}
+    options: dict[str, object] = {
+        "concurrency": 4,
+        "memory_budget": 32 * MIB,
+        "part_size": None,
+        "retry": FAST_RETRY,
+        **overrides,
+    }
     settings = EngineSettings(**options)  # type: ignore[arg-type]
     return UploadEngine(registry, settings)
 

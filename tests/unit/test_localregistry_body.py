@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from uploaderd.localregistry.protocol import EcrError, decode_body
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+# AWS JSON 1.1 numbers are 64-bit (``long``); orjson reads a wider integer as a float.
+LONG = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+json_scalars = st.none() | st.booleans() | LONG | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
     lambda children: (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from uploaderd.logs import StructuredFormatter, stream_is_journal, syslog_priority
+from uploaderd.daemon.logs import StructuredFormatter, stream_is_journal, syslog_priority
 
 
 def record(level: int, **fields: object) -> logging.LogRecord:

@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from uploaderd.parts import (
+from uploaderd.engine.parts import (
     MAX_LAYER_SIZE,
     MAX_PART_SIZE,
     MAX_PARTS_PER_LAYER,

@@ -4,7 +4,7 @@
   UTF-8, fifos, symlinks, symlinked directories) never raises, names a repository
   only when ECR would accept it, and never hands on a path outside the watch dir.
 * The settings: ``load_settings`` with random TOML files, environments and flags
-  either returns ``Settings`` or raises ``ConfigurationError`` naming the source of
+  either returns ``DaemonSettings`` or raises ``ConfigurationError`` naming the source of
   every bad value.
 """
 
@@ -23,11 +23,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from uploaderd.archive import PathEscapeError, contained
-from uploaderd.config import ENV_PREFIX, Settings, load_settings
+from uploaderd.daemon.finished import PathEscapeError, contained
+from uploaderd.daemon.spool import Rejected, SpoolFile, classify, walk
 from uploaderd.errors import ConfigurationError
 from uploaderd.naming import repository_name_problem
-from uploaderd.spool import Rejected, SpoolFile, classify, walk
+from uploaderd.settings import ENV_PREFIX, DaemonSettings, load_settings, specs
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -159,7 +159,7 @@ def test_contained_is_inside_its_root_or_refuses(parts: list[str], absolute: boo
 
 # --- the settings ------------------------------------------------------------------------
 
-FIELDS = list(Settings.model_fields)
+FIELDS = list(specs(DaemonSettings))
 SCALARS = st.one_of(
     st.integers(-(2**70), 2**70),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -239,7 +239,7 @@ def test_load_settings_returns_settings_or_names_the_source(
             lines = [f"{json.dumps(key)} = {toml_value(value)}" for key, value in data.items()]
             config.write_text("\n".join(lines) + "\n", errors="surrogateescape")
         try:
-            loaded = load_settings(flags, config_file=config, environ=environ)
+            loaded = load_settings(DaemonSettings, flags, config_file=config, environ=environ)
         except ConfigurationError as exc:
             message = exc.message
             if message.startswith(f"config file {config}"):
@@ -250,7 +250,7 @@ def test_load_settings_returns_settings_or_names_the_source(
                 assert line.startswith("  "), message
                 assert any(line[2:].startswith(label) for label in labels), line
             return
-        assert isinstance(loaded, Settings)
+        assert isinstance(loaded, DaemonSettings)
 
 
 def test_load_settings_names_an_unknown_key_and_its_file(tmp_path: Path) -> None:
@@ -258,4 +258,4 @@ def test_load_settings_names_an_unknown_key_and_its_file(tmp_path: Path) -> None
     config.write_text('watch = "/w"\nstate_dir = "/s"\nconcurency = 3\n')
     expected = rf"'concurency' in {re.escape(str(config))}: unknown setting"
     with pytest.raises(ConfigurationError, match=expected):
-        load_settings({}, config_file=config, environ={})
+        load_settings(DaemonSettings, {}, config_file=config, environ={})

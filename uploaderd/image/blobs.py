@@ -14,9 +14,9 @@ from pathlib import Path
 
 import anyio
 
-from uploaderd.errors import ImageError
+from uploaderd.errors import ErrorCode, ImageError
 from uploaderd.image.manifest import Descriptor
-from uploaderd.progress import FileIdentity
+from uploaderd.model import FileIdentity
 
 HASH_CHUNK = 1024 * 1024
 HASHING_THREADS = 4
@@ -54,11 +54,11 @@ async def _hash_or_fail(
         return await anyio.to_thread.run_sync(_hash, path, limiter=limiter)
     except FileNotFoundError:
         raise ImageError(
-            "the image names this blob but it is not there", path=path, code="MissingBlob"
+            "the image names this blob but it is not there", path=path, code=ErrorCode.MISSING_BLOB
         ) from None
     except OSError as exc:
         raise ImageError(
-            f"cannot read the blob: {exc.strerror}", path=path, code="UnreadableBlob"
+            f"cannot read the blob: {exc.strerror}", path=path, code=ErrorCode.UNREADABLE_BLOB
         ) from None
 
 
@@ -72,13 +72,13 @@ async def check_blob(
             f"the blob's bytes hash to {digest}, not {descriptor.digest} as the manifest "
             "says; the image is corrupt, rebuild or re-export it",
             path=path,
-            code="DigestMismatch",
+            code=ErrorCode.DIGEST_MISMATCH,
         )
     if identity.size != descriptor.size:
         raise ImageError(
             f"the blob is {identity.size} bytes, not {descriptor.size} as the manifest says",
             path=path,
-            code="SizeMismatch",
+            code=ErrorCode.SIZE_MISMATCH,
         )
     return BlobFile(descriptor, path, identity)
 

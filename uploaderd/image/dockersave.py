@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from uploaderd.errors import ImageError
+from uploaderd.errors import ErrorCode, ImageError
 from uploaderd.image.blobs import hash_file
 from uploaderd.image.layout import SelectedImage, load_json, tag_of
 from uploaderd.image.manifest import (
@@ -35,7 +35,7 @@ async def read_docker_save(root: Path, tag: str | None) -> SelectedImage:
     index_path = root / "manifest.json"
     entries = load_json(index_path)
     if not isinstance(entries, list) or not entries:
-        raise ImageError("lists no images", path=index_path, code="InvalidImage")
+        raise ImageError("lists no images", path=index_path, code=ErrorCode.INVALID_IMAGE)
     entry, repo_tag = _choose(entries, tag, index_path)
     config_name, layer_names = _files_of(entry, index_path)
     paths: dict[str, Path] = {}
@@ -72,16 +72,18 @@ def _choose(entries: list[Any], tag: str | None, index_path: Path) -> tuple[Any,
     raise ImageError(
         f"holds {len(entries)} images; choose one with --tag NAME",
         path=index_path,
-        code="AmbiguousImage",
+        code=ErrorCode.AMBIGUOUS_IMAGE,
     )
 
 
 def _files_of(entry: Any, index_path: Path) -> tuple[str, list[str]]:
     config, layers = entry.get("Config"), entry.get("Layers")
     if not isinstance(config, str) or not isinstance(layers, list):
-        raise ImageError("an entry lacks Config or Layers", path=index_path, code="InvalidImage")
+        raise ImageError(
+            "an entry lacks Config or Layers", path=index_path, code=ErrorCode.INVALID_IMAGE
+        )
     if not all(isinstance(layer, str) for layer in layers):
-        raise ImageError("Layers holds a non-string", path=index_path, code="InvalidImage")
+        raise ImageError("Layers holds a non-string", path=index_path, code=ErrorCode.INVALID_IMAGE)
     return config, layers
 
 
@@ -93,7 +95,7 @@ async def _describe(
         raise ImageError(
             f"names {name!r}, which is not in the archive (truncated?)",
             path=index_path,
-            code="MissingBlob",
+            code=ErrorCode.MISSING_BLOB,
         )
     digest, size = await hash_file(path)
     paths.setdefault(digest, path)

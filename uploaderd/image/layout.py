@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uploaderd.errors import ImageError
+from uploaderd.errors import ErrorCode, ImageError
 from uploaderd.image.blobs import check_blob
 from uploaderd.image.manifest import Descriptor, ImageManifest, parse_descriptor, parse_manifest
 
@@ -45,7 +45,9 @@ async def read_layout(root: Path, tag: str | None) -> SelectedImage:
     index = load_json(index_path)
     entries = index.get("manifests") if isinstance(index, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise ImageError("index.json lists no manifests", path=index_path, code="InvalidImage")
+        raise ImageError(
+            "index.json lists no manifests", path=index_path, code=ErrorCode.INVALID_IMAGE
+        )
     candidates = [
         (parse_descriptor(entry, f"manifests[{n}]", index_path), _ref_name(entry))
         for n, entry in enumerate(entries)
@@ -54,7 +56,9 @@ async def read_layout(root: Path, tag: str | None) -> SelectedImage:
     path = blob_path(root, descriptor)
     if descriptor.size > MAX_MANIFEST_SIZE:
         raise ImageError(
-            f"the manifest is {descriptor.size} bytes, too big", path=path, code="InvalidImage"
+            f"the manifest is {descriptor.size} bytes, too big",
+            path=path,
+            code=ErrorCode.INVALID_IMAGE,
         )
     await check_blob(descriptor, path)
     manifest = parse_manifest(path.read_bytes(), descriptor.media_type, path)
@@ -77,7 +81,7 @@ def _choose(
         f"index.json holds {len(candidates)} images ({', '.join(names)}); "
         "choose one with --tag NAME",
         path=index_path,
-        code="AmbiguousImage",
+        code=ErrorCode.AMBIGUOUS_IMAGE,
     )
 
 
@@ -91,6 +95,8 @@ def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise ImageError("missing; not an image", path=path, code="InvalidImage") from None
+        raise ImageError("missing; not an image", path=path, code=ErrorCode.INVALID_IMAGE) from None
     except (OSError, ValueError) as exc:
-        raise ImageError(f"cannot read it as JSON: {exc}", path=path, code="InvalidImage") from None
+        raise ImageError(
+            f"cannot read it as JSON: {exc}", path=path, code=ErrorCode.INVALID_IMAGE
+        ) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uploaderd.errors import ImageError
+from uploaderd.errors import ErrorCode, ImageError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -108,7 +108,7 @@ def parse_manifest(raw: bytes, declared_type: str | None, source: Path) -> Image
             f"the image is a multi-platform index ({media_type}); push one platform's "
             "image manifest instead",
             path=source,
-            code="UnsupportedMediaType",
+            code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         )
     if media_type not in MANIFEST_TYPES:
         raise _unknown(source, "manifest", media_type)
@@ -128,7 +128,7 @@ def parse_manifest(raw: bytes, declared_type: str | None, source: Path) -> Image
 
 
 def _bad(source: Path, what: str) -> ImageError:
-    return ImageError(what, path=source, code="InvalidImage")
+    return ImageError(what, path=source, code=ErrorCode.INVALID_IMAGE)
 
 
 def _unknown(source: Path, where: str, media_type: str) -> ImageError:
@@ -136,5 +136,5 @@ def _unknown(source: Path, where: str, media_type: str) -> ImageError:
         f"{where} has unknown media type {media_type!r}; uploaderd pushes OCI and Docker "
         "v2 images only",
         path=source,
-        code="UnsupportedMediaType",
+        code=ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     )

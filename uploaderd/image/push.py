@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from uploaderd.engine import UploadEngine
-from uploaderd.errors import ImageError, RegistryError
+from uploaderd.engine.scheduler import UploadEngine
+from uploaderd.errors import ErrorCode, ImageError, RegistryError
 from uploaderd.image.source import Image
-from uploaderd.progress import LayerJob, LayerResult, Outcome
+from uploaderd.model import LayerJob, LayerResult, Outcome
 from uploaderd.registry.base import Registry
 
 
@@ -53,7 +53,7 @@ async def push_image(
             f"the registry reports blobs missing right after they were pushed: "
             f"{sorted(missing)}; the image was not tagged",
             repository=repository,
-            code="BlobsMissing",
+            code=ErrorCode.BLOBS_MISSING,
         )
     manifest = image.manifest
     await retry.call(
@@ -71,7 +71,7 @@ def _check_digests(image: Image, results: Sequence[LayerResult]) -> None:
                 f"was pushed as {result.digest}, but the manifest names "
                 f"{blob.descriptor.digest}; it changed during the push, nothing was tagged",
                 path=blob.path,
-                code="DigestMismatch",
+                code=ErrorCode.DIGEST_MISMATCH,
             )
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import anyio
 
-from uploaderd.errors import ImageError
-from uploaderd.image.archive import extract_archive
+from uploaderd.errors import ErrorCode, ImageError
 from uploaderd.image.blobs import BlobFile, check_blobs
 from uploaderd.image.dockersave import read_docker_save
 from uploaderd.image.layout import SelectedImage, read_layout
 from uploaderd.image.manifest import ImageManifest
+from uploaderd.image.tarball import extract_archive
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +38,16 @@ async def open_image(path: Path, tag: str | None, workdir: Path) -> Image:
         await anyio.Path(root).mkdir()
         await extract_archive(path, root)
     else:
-        raise ImageError("no such image directory or archive", path=path, code="FileNotFound")
+        raise ImageError(
+            "no such image directory or archive", path=path, code=ErrorCode.FILE_NOT_FOUND
+        )
     selected = await _select(root, tag, path)
     if selected.tag is None:
         raise ImageError(
             "the image carries no tag (no org.opencontainers.image.ref.name annotation "
             "or RepoTags); pass --tag",
             path=path,
-            code="NoTag",
+            code=ErrorCode.NO_TAG,
         )
     pairs = [
         (descriptor, selected.blob_paths[descriptor.digest])
@@ -65,5 +67,5 @@ async def _select(root: Path, tag: str | None, given: Path) -> SelectedImage:
         "is neither an OCI image layout (oci-layout, index.json) nor a docker save "
         "archive (manifest.json)",
         path=given,
-        code="InvalidImage",
+        code=ErrorCode.INVALID_IMAGE,
     )

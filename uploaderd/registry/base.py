@@ -9,11 +9,17 @@ not by backend-specific names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from uploaderd.buffers import Allocate, new_buffer
+Allocate = Callable[[int], memoryview]
+"""Gives a writable view of the asked number of bytes, for a part's body."""
+
+
+def new_buffer(nbytes: int) -> memoryview:
+    """A writable view of ``nbytes`` fresh bytes: encoders' default allocator."""
+    return memoryview(bytearray(nbytes))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,86 +1,62 @@
-"""Which registry ``uploaderd push`` talks to: ECR by default, an OCI registry with --registry.
+"""Which registry a push talks to: ECR by default, an OCI Distribution registry by URL.
 
 The choice is made here, where the registry object is created, so the
-engine and the image push only ever see the ``Registry`` protocol.
+engine and the image push only ever see the ``Registry`` protocol.  Each
+backend is imported only when chosen: a push to an OCI registry never loads
+botocore.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from uploaderd.registry.base import Registry
-from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
-from uploaderd.registry.oci import OciSettings, open_oci_registry
-from uploaderd.registry.ociauth import PASSWORD_ENV
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to open a connection; a registry that takes longer is as good as down."""
 
 
-def add_registry_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that select and reach an OCI registry (ECR's own flags live beside them)."""
-    parser.add_argument(
-        "--registry",
-        metavar="URL",
-        help="push to this OCI Distribution registry (https://host[:port]) instead of ECR",
-    )
-    parser.add_argument(
-        "--insecure-registry",
-        action="store_true",
-        help="allow plain http and unverified TLS for --registry",
-    )
-    parser.add_argument(
-        "--registry-username",
-        metavar="USER",
-        help=f"user for --registry, password from {PASSWORD_ENV} "
-        "(default: docker's config.json and credential helpers)",
-    )
+@dataclass(frozen=True, slots=True)
+class RegistryChoice:
+    """Where to push and how to reach it; ``None`` means 'the AWS chain decides'."""
+
+    registry_url: str | None
+    insecure: bool
+    username: str | None
+    region: str | None
+    endpoint_url: str | None
+    connections: int
+    request_timeout: float
 
 
 @asynccontextmanager
-async def open_registry(
-    *,
-    registry_url: str | None,
-    insecure: bool,
-    username: str | None,
-    region: str | None,
-    endpoint_url: str | None,
-    concurrency: int,
-    request_timeout: float,
-) -> AsyncIterator[Registry]:
-    """ECR, or the OCI registry at ``registry_url``, with a pool sized to the layers in flight."""
-    connections = concurrency + 2
-    connect_timeout = min(10.0, request_timeout)
-    if registry_url is not None:
+async def open_registry(choice: RegistryChoice) -> AsyncIterator[Registry]:
+    """ECR, or the OCI registry at ``choice.registry_url``, open for the block."""
+    connect_timeout = min(CONNECT_TIMEOUT, choice.request_timeout)
+    if choice.registry_url is not None:
+        from uploaderd.registry.oci import OciSettings, open_oci_registry  # noqa: PLC0415
+
         oci = OciSettings(
-            url=registry_url,
-            insecure=insecure,
-            username=username,
-            max_connections=connections,
-            read_timeout=request_timeout,
+            url=choice.registry_url,
+            insecure=choice.insecure,
+            username=choice.username,
+            max_connections=choice.connections,
+            read_timeout=choice.request_timeout,
             connect_timeout=connect_timeout,
         )
         async with open_oci_registry(oci) as registry:
             yield registry
         return
+    from uploaderd.registry.ecr import EcrSettings, open_ecr_registry  # noqa: PLC0415
+
     ecr = EcrSettings(
-        region=region,
-        endpoint_url=endpoint_url,
-        max_connections=connections,
-        read_timeout=request_timeout,
+        region=choice.region,
+        endpoint_url=choice.endpoint_url,
+        max_connections=choice.connections,
+        read_timeout=choice.request_timeout,
         connect_timeout=connect_timeout,
     )
     async with open_ecr_registry(ecr) as ecr_registry:
         yield ecr_registry
-
-
-def open_registry_for_args(args: argparse.Namespace) -> AbstractAsyncContextManager[Registry]:
-    """The registry ``uploaderd push``'s flags name."""
-    return open_registry(
-        registry_url=args.registry,
-        insecure=args.insecure_registry,
-        username=args.registry_username,
-        region=args.region,
-        endpoint_url=args.endpoint_url,
-        concurrency=args.concurrency,
-        request_timeout=args.request_timeout,
-    )

@@ -23,15 +23,16 @@ import pybase64
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from uploaderd.buffers import Allocate, new_buffer
 from uploaderd.errors import (
     ConfigurationError,
+    CredentialsError,
+    ErrorCode,
     PartOutOfOrderError,
     RegistryError,
     TransientRegistryError,
     UploadNotFoundError,
 )
-from uploaderd.registry.base import PartPayload, PartSource, UploadSession
+from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
 from uploaderd.registry.body import PartBody
 
 if TYPE_CHECKING:
@@ -313,10 +314,10 @@ class EcrRegistry:
             botocore.exceptions.NoCredentialsError,
             botocore.exceptions.PartialCredentialsError,
         ) as exc:
-            raise ConfigurationError(
+            raise CredentialsError(
                 f"no usable AWS credentials ({exc}); set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role",
-                code="NoCredentials",
+                code=ErrorCode.NO_CREDENTIALS,
             ) from None
         except (
             botocore.exceptions.HTTPClientError,
@@ -362,7 +363,7 @@ def _required(response: Any, key: str, operation: str, repository: str) -> Any:
             f"the registry's answer to {operation} has no {key!r}; it is not ECR's "
             "JSON protocol (a proxy or a wrong endpoint URL?)",
             repository=repository,
-            code="MalformedResponse",
+            code=ErrorCode.MALFORMED_RESPONSE,
         )
     return response[key]
 
@@ -392,5 +393,5 @@ async def open_ecr_registry(settings: EcrSettings) -> AsyncIterator[EcrRegistry]
         raise ConfigurationError(
             "no AWS region configured; pass --region or set AWS_REGION "
             "(or AWS_DEFAULT_REGION, or region in the AWS config file)",
-            code="NoRegion",
+            code=ErrorCode.NO_REGION,
         ) from None

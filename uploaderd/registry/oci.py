@@ -27,18 +27,18 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from uploaderd.buffers import Allocate, new_buffer
 from uploaderd.errors import (
     ConfigurationError,
+    ErrorCode,
     PartOutOfOrderError,
     RegistryError,
     TransientRegistryError,
     UploadNotFoundError,
 )
-from uploaderd.parts import MIB
-from uploaderd.registry.base import PartPayload, PartSource, UploadSession
+from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
 from uploaderd.registry.body import PartBody
 from uploaderd.registry.ociauth import Authenticator, Credentials, credentials_for
+from uploaderd.sizes import MIB
 
 DEFAULT_PART_SIZE = 10 * MIB
 UPLOAD_GONE_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"})
@@ -81,12 +81,12 @@ def registry_base_url(text: str, *, insecure: bool) -> URL:
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(
             f"--registry {text!r} is not a registry address; give https://host[:port]",
-            code="InvalidRegistryURL",
+            code=ErrorCode.INVALID_REGISTRY_URL,
         )
     if url.scheme == "http" and not insecure:
         raise ConfigurationError(
             f"--registry {text!r} is plain http; pass --insecure-registry to allow it",
-            code="InsecureRegistry",
+            code=ErrorCode.INSECURE_REGISTRY,
         )
     return url.with_path("/").with_query(None)
 
@@ -208,7 +208,7 @@ class OciRegistry:
             raise TransientRegistryError(
                 "the registry refused the part's range but holds the bytes before it",
                 repository=session.repository,
-                code="RangeNotSatisfiable",
+                code=ErrorCode.RANGE_NOT_SATISFIABLE,
             )
         if answer.status != 202:
             self._raise(answer, session.repository, "sending a part", upload=True)
@@ -222,7 +222,7 @@ class OciRegistry:
                 f"registry {self.name} holds bytes 0-{held} after a part ending at {last_byte}; "
                 "starting the layer's upload again",
                 repository=session.repository,
-                code="UploadDiverged",
+                code=ErrorCode.UPLOAD_DIVERGED,
             )
         return last_byte
 
@@ -272,7 +272,7 @@ class OciRegistry:
         if not location:
             raise TransientRegistryError(
                 f"registry {self.name} answered an upload request without a Location",
-                code="MalformedResponse",
+                code=ErrorCode.MALFORMED_RESPONSE,
             )
         return request_url.join(URL(location, encoded=True))
 
@@ -339,7 +339,7 @@ class OciRegistry:
             raise UploadNotFoundError(
                 f"registry {self.name} no longer knows the upload ({code})",
                 repository=repository,
-                code="UploadNotFound",
+                code=ErrorCode.UPLOAD_NOT_FOUND,
             )
         text = f"{code} (HTTP {answer.status}) while {doing}: {answer.error_text()}"
         hint = PERMANENT_HINTS.get(code)

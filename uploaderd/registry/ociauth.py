@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import anyio
 
-from uploaderd.errors import ConfigurationError, RegistryError, TransientRegistryError
+from uploaderd.errors import ConfigurationError, ErrorCode, RegistryError, TransientRegistryError
 
 PASSWORD_ENV = "UPLOADERD_REGISTRY_PASSWORD"  # noqa: S105  # a variable name, not a secret
 TOKEN_MARGIN_SECONDS = 10.0
@@ -92,7 +92,7 @@ async def credentials_for(
         if password is None:
             raise ConfigurationError(
                 f"--registry-username given without a password; set {PASSWORD_ENV}",
-                code="NoRegistryPassword",
+                code=ErrorCode.NO_REGISTRY_PASSWORD,
             )
         return Credentials(username, password)
     path = config_path or docker_config_path()
@@ -103,7 +103,7 @@ async def credentials_for(
     except (OSError, ValueError) as exc:
         raise ConfigurationError(
             f"cannot read docker's credentials file {path}: {exc}; fix or remove it",
-            code="BadDockerConfig",
+            code=ErrorCode.BAD_DOCKER_CONFIG,
         ) from None
     if not isinstance(config, dict):
         return None
@@ -141,7 +141,7 @@ def _from_auth_entry(entry: dict[str, Any], key: str, path: Path) -> Credentials
             raise ConfigurationError(
                 f"the 'auth' entry for {key} in {path} is not base64 of 'user:password'; "
                 "run docker login again",
-                code="BadDockerConfig",
+                code=ErrorCode.BAD_DOCKER_CONFIG,
             )
         return Credentials(username, secret)
     user, password = entry.get("username"), entry.get("password")
@@ -164,7 +164,7 @@ async def _from_helper(name: str, host: str) -> Credentials | None:
     except (ValueError, KeyError, TypeError):
         raise ConfigurationError(
             f"docker-credential-{name} answered something that is not its JSON protocol",
-            code="BadCredentialHelper",
+            code=ErrorCode.BAD_CREDENTIAL_HELPER,
         ) from None
 
 
@@ -207,7 +207,7 @@ class Authenticator:
             raise RegistryError(
                 f"{self._registry} asks for authentication uploaderd does not speak "
                 f"({challenge_header!r})",
-                code="UnsupportedAuthentication",
+                code=ErrorCode.UNSUPPORTED_AUTHENTICATION,
             )
         self._tokens[scope] = await self._fetch_token(challenge, scope)
 
@@ -233,16 +233,18 @@ class Authenticator:
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientRegistryError(
-                f"cannot reach the token service {realm}: {exc!r}", code="TokenUnreachable"
+                f"cannot reach the token service {realm}: {exc!r}", code=ErrorCode.TOKEN_UNREACHABLE
             ) from exc
         except ValueError:
             raise TransientRegistryError(
                 f"token service {realm} answered something that is not JSON",
-                code="MalformedToken",
+                code=ErrorCode.MALFORMED_TOKEN,
             ) from None
         value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(value, str):
-            raise RegistryError(f"token service {realm} sent no token", code="MalformedToken")
+            raise RegistryError(
+                f"token service {realm} sent no token", code=ErrorCode.MALFORMED_TOKEN
+            )
         lifetime = body.get("expires_in")
         seconds = float(lifetime) if isinstance(lifetime, int | float) else DEFAULT_TOKEN_SECONDS
         return _Token(value, time.monotonic() + max(seconds - TOKEN_MARGIN_SECONDS, 1.0))
@@ -263,4 +265,6 @@ class Authenticator:
                 "check the user name and password (--registry-username / "
                 f"{PASSWORD_ENV}, or docker's config.json) and that this user may push here"
             )
-        return RegistryError(f"registry {self._registry} {what}; {advice}", code="Unauthorized")
+        return RegistryError(
+            f"registry {self._registry} {what}; {advice}", code=ErrorCode.UNAUTHORIZED
+        )

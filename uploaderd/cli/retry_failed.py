@@ -7,12 +7,17 @@ an interrupted move to failed/.
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from uploaderd.archive import contained
-from uploaderd.journal import Journal
+from uploaderd.cli.exits import ExitStatus
+from uploaderd.cli.status import open_journal_read
+from uploaderd.daemon.finished import contained
+from uploaderd.daemon.journal import Journal
+from uploaderd.settings import load_paths
 
 
 def failed_files(failed_root: Path) -> list[str]:
@@ -53,3 +58,26 @@ def _original_name(relpath: str, failed_rows: Mapping[str, object]) -> str:
         return relpath
     stem, dot, suffix = relpath.rpartition(".")
     return stem if dot and suffix.isdigit() and stem in failed_rows else relpath
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Move every failed file back to <watch>/<repository>/ so the daemon "
+        "tries it again; its .error.json is removed."
+    )
+    parser.add_argument("--state-dir", type=Path, help="the daemon's state dir")
+    parser.add_argument("--watch", type=Path, help="the daemon's spool directory")
+    parser.add_argument("--config", type=Path, help="the daemon's config file")
+
+
+async def run(args: argparse.Namespace) -> int:
+    found = load_paths(("state_dir", "watch"), vars(args), config_file=args.config)
+    journal = open_journal_read(found["state_dir"])
+    try:
+        report = retry_failed(journal, found["watch"], found["state_dir"])
+    finally:
+        journal.close()
+    for relpath, what in report:
+        print(f"{relpath}: {what}")
+    print(f"{len(report)} failed files handled", file=sys.stderr)
+    return ExitStatus.OK

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from uploaderd.errors import ErrorCode
+from uploaderd.model import FileIdentity
 from uploaderd.naming import repository_name_problem
-from uploaderd.progress import FileIdentity
 
 IGNORED_SUFFIXES = (".tmp", ".part")
 IMAGE_ARCHIVE_SUFFIX = ".image.tar"
@@ -82,23 +83,25 @@ def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:
     if kind == LAYER and not stat.S_ISREG(st.st_mode):
         return Rejected(
             relpath,
-            "NotARegularFile",
+            ErrorCode.NOT_A_REGULAR_FILE,
             "is a fifo, socket or device node, not a layer file; only regular files are pushed",
         )
     name_problem = _name_problem(relpath)
     if name_problem is not None:
-        return Rejected(relpath, "InvalidFileName", name_problem)
+        return Rejected(relpath, ErrorCode.INVALID_FILE_NAME, name_problem)
     directory, _, _ = relpath.rpartition("/")
     if not directory:
         return Rejected(
             relpath,
-            "NoRepository",
+            ErrorCode.NO_REPOSITORY,
             "lies at the top of the spool; put layers in <watch>/<repository>/<file>",
         )
     problem = repository_name_problem(directory)
     if problem is not None:
         return Rejected(
-            relpath, "InvalidRepository", f"{problem}; rename the directory under the spool"
+            relpath,
+            ErrorCode.INVALID_REPOSITORY,
+            f"{problem}; rename the directory under the spool",
         )
     identity = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino)
     return SpoolFile(relpath, directory, identity, kind)
@@ -129,11 +132,11 @@ def _symlink_rejection(watch: Path, relpath: str) -> Rejected:
     inside = target.startswith(str(watch.resolve()) + os.sep)
     if inside:
         return Rejected(
-            relpath, "Symlink", "is a symlink; move the layer file itself into the spool"
+            relpath, ErrorCode.SYMLINK, "is a symlink; move the layer file itself into the spool"
         )
     return Rejected(
         relpath,
-        "SymlinkOutsideSpool",
+        ErrorCode.SYMLINK_OUTSIDE_SPOOL,
         "is a symlink to a path outside the watch directory; uploaderd never follows it",
     )
 

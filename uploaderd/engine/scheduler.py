@@ -10,31 +10,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from uploaderd.budget import ByteBudget
-from uploaderd.buffers import PartBuffers
+from uploaderd.engine.budget import ByteBudget
+from uploaderd.engine.buffers import PartBuffers
+from uploaderd.engine.layerpush import LayerPush, PushContext
+from uploaderd.engine.observer import EngineObserver, SilentObserver
+from uploaderd.engine.parts import MAX_PART_SIZE
+from uploaderd.engine.reader import LayerFile, hash_layer
+from uploaderd.engine.retry import RetryPolicy
 from uploaderd.errors import UploaderError
-from uploaderd.layerpush import LayerPush, PushContext
-from uploaderd.parts import MAX_PART_SIZE, MIB
-from uploaderd.progress import EngineObserver, LayerJob, LayerResult, Outcome, SilentObserver
-from uploaderd.reader import LayerFile, hash_layer
+from uploaderd.model import LayerJob, LayerResult, Outcome
 from uploaderd.registry.base import Registry
-from uploaderd.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
-    """Knobs of the engine; ``part_size`` None means 'what the registry says'."""
+    """Knobs of the engine; ``part_size`` None means 'what the registry says'.
 
-    concurrency: int = 4
-    memory_budget: int = 256 * MIB
-    part_size: int | None = None
+    No defaults here: ``uploaderd.settings`` declares them, once, for every program.
+    """
+
+    concurrency: int
+    memory_budget: int
+    part_size: int | None
+    retry: RetryPolicy
     read_ahead_parts: int = 1
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Parts read ahead of the one on the wire, per layer: an engine constant, not a setting."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -70,6 +75,15 @@ class UploadEngine:
             part_size=settings.part_size,
             read_ahead_parts=settings.read_ahead_parts,
         )
+
+    def retune(self, *, part_size: int | None, retry: RetryPolicy) -> None:
+        """New part size and retry policy for the layers that start from now on (SIGHUP).
+
+        A layer already in flight keeps what it started with: its parts are
+        cut and its attempts counted under one set of rules.
+        """
+        self.settings = replace(self.settings, part_size=part_size, retry=retry)
+        self.context = replace(self.context, part_size=part_size, retry=retry)
 
     async def push_all(self, jobs: Iterable[LayerJob]) -> list[LayerResult]:
         """Push every job, ``concurrency`` at a time; results in the jobs' order."""

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from uploaderd.parts import MIB
-from uploaderd.progress import LayerResult, Outcome
+from uploaderd.model import LayerResult, Outcome
+from uploaderd.sizes import MIB
 
 
 def result_record(result: LayerResult) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-MIB = 1024 * 1024
+from uploaderd.sizes import MIB
+
 MIN_PART_SIZE = 5 * MIB
 MAX_PART_SIZE = 20971520
 MAX_PARTS_PER_LAYER = 4200

@@ -20,23 +20,22 @@ import anyio
 from aiohttp import web
 from anyio.abc import TaskStatus
 
-from uploaderd import logs
-from uploaderd.archive import Archiver
-from uploaderd.config import Settings
-from uploaderd.engine import EngineSettings, UploadEngine
-from uploaderd.errors import ConfigurationError, TransientRegistryError, UploaderError
-from uploaderd.filepush import FilePush
-from uploaderd.intake import Intake
-from uploaderd.journal import Journal
-from uploaderd.metrics import DaemonMetrics, metrics_app
-from uploaderd.parts import MIB
+from uploaderd.daemon import logs
+from uploaderd.daemon.filepush import FilePush
+from uploaderd.daemon.finished import Archiver
+from uploaderd.daemon.intake import Intake
+from uploaderd.daemon.journal import JOURNAL_NAME, Journal
+from uploaderd.daemon.metrics import DaemonMetrics, metrics_app
+from uploaderd.daemon.observer import DaemonObserver
+from uploaderd.daemon.spool import walk
+from uploaderd.daemon.systemd import SystemdNotifier
+from uploaderd.daemon.watcher import Seen, Settler, SpoolWatcher
+from uploaderd.engine.scheduler import UploadEngine
+from uploaderd.errors import ConfigurationError, ErrorCode, TransientRegistryError, UploaderError
 from uploaderd.registry.base import Registry
 from uploaderd.registry.choice import open_registry
-from uploaderd.retry import RetryPolicy
-from uploaderd.spool import walk
-from uploaderd.systemd import SystemdNotifier
-from uploaderd.tracking import DaemonObserver
-from uploaderd.watcher import Seen, Settler, SpoolWatcher
+from uploaderd.settings import DaemonSettings, plan_reload
+from uploaderd.sizes import MIB
 
 REACHABILITY_INTERVAL = 15.0
 GAUGE_INTERVAL = 1.0
@@ -60,13 +59,13 @@ class _Wakeup:
 class Daemon:
     def __init__(
         self,
-        settings: Settings,
+        settings: DaemonSettings,
         *,
         registry: Registry,
         journal: Journal,
         metrics: DaemonMetrics,
         notifier: SystemdNotifier,
-        reload: Callable[[], Settings],
+        reload: Callable[[], DaemonSettings],
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -81,7 +80,7 @@ class Daemon:
         self.settler = Settler(settings.watch, settings.settle_seconds, self._admit)
         self.watcher = SpoolWatcher(settings.watch, self.settler, self.rescan)
         self.observer = DaemonObserver(journal, metrics)
-        self.engine = UploadEngine(registry, engine_settings(settings), self.observer)
+        self.engine = UploadEngine(registry, settings.engine_settings(), self.observer)
         self.file_push = FilePush(
             journal=journal,
             engine=self.engine,
@@ -187,31 +186,24 @@ class Daemon:
         )
 
     def reload(self) -> None:
-        """SIGHUP: settings that can change at run time take effect; others are reported."""
+        """SIGHUP: reloadable settings take effect; every other change is named, not applied."""
         try:
             fresh = self._reload()
         except ConfigurationError as exc:
             logs.event("reload refused", level=logging.ERROR, reason=exc.message)
             return
-        self.settler.settle_seconds = fresh.settle_seconds
-        self.archiver.delete_uploaded = fresh.delete_uploaded
-        logs.configure(fresh.log_format)
-        needs_restart = [
-            name
-            for name in (
-                "watch",
-                "state_dir",
-                "endpoint_url",
-                "region",
-                "concurrency",
-                "memory_budget",
-                "part_size",
-                "metrics_address",
-            )
-            if getattr(fresh, name) != getattr(self.settings, name)
-        ]
-        self.settings = fresh
-        logs.event("reloaded", needs_restart=",".join(needs_restart) or "none")
+        plan = plan_reload(self.settings, fresh)
+        self.settings = plan.settings
+        self.settler.settle_seconds = plan.settings.settle_seconds
+        self.archiver.delete_uploaded = plan.settings.delete_uploaded
+        logs.configure(plan.settings.log_format)
+        retuned = plan.settings.engine_settings()
+        self.engine.retune(part_size=retuned.part_size, retry=retuned.retry)
+        logs.event(
+            "reloaded",
+            applied=",".join(plan.applied) or "none",
+            needs_restart=",".join(plan.needs_restart) or "none",
+        )
 
     async def _serve_metrics(self, *, task_status: TaskStatus[None]) -> None:
         runner = web.AppRunner(metrics_app(self.metrics, self.readiness), access_log=None)
@@ -224,7 +216,7 @@ class Daemon:
                 raise ConfigurationError(
                     f"cannot listen on {self.settings.metrics_address} for metrics: "
                     f"{exc.strerror}; choose another --metrics-address",
-                    code="MetricsAddressInUse",
+                    code=ErrorCode.METRICS_ADDRESS_IN_USE,
                 ) from None
             task_status.started()
             await anyio.sleep_forever()
@@ -291,45 +283,28 @@ class Daemon:
             await anyio.sleep(REACHABILITY_INTERVAL)
 
 
-def engine_settings(settings: Settings) -> EngineSettings:
-    return EngineSettings(
-        concurrency=settings.concurrency,
-        memory_budget=settings.memory_budget,
-        part_size=settings.part_size,
-        retry=RetryPolicy(max_attempts=settings.max_attempts),
-    )
-
-
-def _check_directories(settings: Settings) -> None:
+def _check_directories(settings: DaemonSettings) -> None:
     watch, state = settings.watch.resolve(), settings.state_dir.resolve()
     if not watch.is_dir():
         raise ConfigurationError(
             f"the watch directory {settings.watch} does not exist or is not a directory; create it",
-            code="WatchDirMissing",
+            code=ErrorCode.WATCH_DIR_MISSING,
         )
     if watch == state or watch in state.parents or state in watch.parents:
         raise ConfigurationError(
             f"the state dir {settings.state_dir} and the watch directory {settings.watch} "
             "must not contain one another; done/ and failed/ would be watched",
-            code="StateDirInSpool",
+            code=ErrorCode.STATE_DIR_IN_SPOOL,
         )
 
 
-async def run_daemon(settings: Settings, reload: Callable[[], Settings]) -> int:
+async def run_daemon(settings: DaemonSettings, reload: Callable[[], DaemonSettings]) -> int:
     """Start everything ``uploaderd run`` needs and run until SIGTERM; the exit status."""
     _check_directories(settings)
     os.umask(0o077)  # state, done/ and failed/ are the owner's only
     settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    journal = Journal.open(settings.state_dir / "journal.sqlite")
-    registry_context = open_registry(
-        registry_url=settings.registry,
-        insecure=settings.insecure_registry,
-        username=settings.registry_username,
-        region=settings.region,
-        endpoint_url=settings.endpoint_url,
-        concurrency=settings.concurrency,
-        request_timeout=settings.request_timeout,
-    )
+    journal = Journal.open(settings.state_dir / JOURNAL_NAME)
+    registry_context = open_registry(settings.registry_choice())
     try:
         async with registry_context as registry:
             daemon = Daemon(

@@ -11,6 +11,7 @@ that layers already present are skipped without sending a byte.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import signal
@@ -28,7 +29,7 @@ from aiobotocore.session import get_session
 from anyio.abc import Process
 
 from uploaderd.localregistry import LocalRegistry, LocalRegistryConfig
-from uploaderd.parts import MIB
+from uploaderd.sizes import MIB
 
 SAMPLE_LAYERS = {
     "demo/app": {"base.tar": 25 * MIB + 17, "deps.tar": 12 * MIB},
@@ -113,7 +114,14 @@ def _show_metrics(metrics_url: str) -> None:
             print("  " + line)
 
 
-async def run_demo() -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start the embedded ECR-compatible registry, push sample layers with "
+        "'uploaderd push', fetch them back and check their digests."
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="uploaderd-demo-") as scratch:
         root = Path(scratch)
         spool, state = root / "spool", root / "state"

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uploaderd.journal import FileRecord, Journal
-from uploaderd.metrics import DaemonMetrics
-from uploaderd.progress import LayerJob, LayerResult
+from uploaderd.daemon.journal import FileRecord, Journal
+from uploaderd.daemon.metrics import DaemonMetrics
+from uploaderd.model import LayerJob, LayerResult
 
 
 class DaemonObserver:

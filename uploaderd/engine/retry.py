@@ -29,7 +29,8 @@ RetryHook = Callable[[str, float], None]
 class RetryPolicy:
     """Attempts per request and the backoff between them."""
 
-    max_attempts: int = 8
+    max_attempts: int
+    """A setting (``max_attempts``); the delays are the engine's own."""
     base_delay: float = 0.5
     max_delay: float = 20.0
 

@@ -10,7 +10,6 @@ buffers), so the event loop stays free to drive the uploads.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import math
 import os
@@ -22,12 +21,12 @@ from pathlib import Path
 import anyio
 from anyio.abc import ObjectSendStream
 
-from uploaderd.budget import ByteBudget
-from uploaderd.buffers import Allocate, PartBuffers
-from uploaderd.errors import LayerChangedError, LayerFileError
-from uploaderd.parts import PartRange, layer_size_problem
-from uploaderd.progress import FileIdentity
-from uploaderd.registry.base import PartPayload, PartSource
+from uploaderd.engine.budget import ByteBudget
+from uploaderd.engine.buffers import PartBuffers
+from uploaderd.engine.parts import PartRange, layer_size_problem
+from uploaderd.errors import ErrorCode, LayerChangedError, LayerFileError
+from uploaderd.model import FileIdentity
+from uploaderd.registry.base import Allocate, PartPayload, PartSource
 
 HASH_CHUNK_SIZE = 4 * 1024 * 1024
 
@@ -49,23 +48,23 @@ class LayerFile:
             st = path.stat()
         except FileNotFoundError:
             raise LayerFileError(
-                "no such file; check the path", path=path, code="FileNotFound"
+                "no such file; check the path", path=path, code=ErrorCode.FILE_NOT_FOUND
             ) from None
         except OSError as exc:
             raise LayerFileError(
-                f"cannot stat the file: {exc.strerror}", path=path, code="FileUnreadable"
+                f"cannot stat the file: {exc.strerror}", path=path, code=ErrorCode.FILE_UNREADABLE
             ) from exc
         if stat.S_ISDIR(st.st_mode):
             raise LayerFileError(
                 "is a directory, not a layer file; give the layer tarball itself",
                 path=path,
-                code="NotARegularFile",
+                code=ErrorCode.NOT_A_REGULAR_FILE,
             )
         if not stat.S_ISREG(st.st_mode):
             raise LayerFileError(
                 "is not a regular file (fifo, socket or device); only layer files are pushed",
                 path=path,
-                code="NotARegularFile",
+                code=ErrorCode.NOT_A_REGULAR_FILE,
             )
         problem = layer_size_problem(st.st_size)
         if problem is not None:
@@ -88,11 +87,13 @@ class LayerFile:
             raise LayerFileError(
                 "permission denied; make the file readable by the uploaderd user",
                 path=self.path,
-                code="FileUnreadable",
+                code=ErrorCode.FILE_UNREADABLE,
             ) from None
         except OSError as exc:
             raise LayerFileError(
-                f"cannot open the file: {exc.strerror}", path=self.path, code="FileUnreadable"
+                f"cannot open the file: {exc.strerror}",
+                path=self.path,
+                code=ErrorCode.FILE_UNREADABLE,
             ) from exc
 
     def check_unchanged(self) -> None:
@@ -103,14 +104,14 @@ class LayerFile:
             raise LayerChangedError(
                 f"the file disappeared while it was being pushed ({exc.strerror})",
                 path=self.path,
-                code="FileChanged",
+                code=ErrorCode.FILE_CHANGED,
             ) from exc
         if (st.st_size, st.st_mtime_ns, st.st_ino) != (self.size, self.mtime_ns, self.inode):
             raise LayerChangedError(
                 "the file changed while it was being pushed; write layers elsewhere and "
                 "rename them into place when complete",
                 path=self.path,
-                code="FileChanged",
+                code=ErrorCode.FILE_CHANGED,
             )
 
 
@@ -124,7 +125,7 @@ def _read_exactly(fd: int, buffer: bytearray | memoryview, offset: int, layer: L
                 f"the file ended at byte {offset + done}, before its size of {layer.size} "
                 "bytes; it was truncated while being pushed",
                 path=layer.path,
-                code="FileChanged",
+                code=ErrorCode.FILE_CHANGED,
             )
         done += n
 
@@ -144,10 +145,17 @@ def _hash_file(layer: LayerFile, chunk_size: int) -> str:
 def _open_fd(layer: LayerFile) -> int:
     try:
         return os.open(layer.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as exc:
+        raise LayerChangedError(
+            "the file disappeared while it was being pushed",
+            path=layer.path,
+            code=ErrorCode.FILE_CHANGED,
+        ) from exc
     except OSError as exc:
-        code = "FileChanged" if exc.errno == errno.ENOENT else "FileUnreadable"
         raise LayerFileError(
-            f"cannot open the file: {exc.strerror}", path=layer.path, code=code
+            f"cannot open the file: {exc.strerror}",
+            path=layer.path,
+            code=ErrorCode.FILE_UNREADABLE,
         ) from exc
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 
-from uploaderd.errors import ImageError
+from uploaderd.errors import ErrorCode, ImageError
 
 
 def _extract(archive: Path, destination: Path) -> None:
@@ -24,17 +24,17 @@ def _extract(archive: Path, destination: Path) -> None:
             f"the archive is truncated or not a tar file ({exc}); write it again "
             "(docker save -o FILE, or skopeo copy ... docker-archive:FILE)",
             path=archive,
-            code="BadArchive",
+            code=ErrorCode.BAD_ARCHIVE,
         ) from None
     except tarfile.FilterError as exc:
         raise ImageError(
             f"the archive has a member that would land outside it ({exc})",
             path=archive,
-            code="BadArchive",
+            code=ErrorCode.BAD_ARCHIVE,
         ) from None
     except OSError as exc:
         raise ImageError(
-            f"cannot unpack the archive: {exc}", path=archive, code="BadArchive"
+            f"cannot unpack the archive: {exc}", path=archive, code=ErrorCode.BAD_ARCHIVE
         ) from None
 
 

@@ -26,8 +26,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from uploaderd.progress import LayerJob, LayerResult
-from uploaderd.report import result_line
+from uploaderd.cli.report import result_line
+from uploaderd.model import LayerJob, LayerResult
 
 
 class PushProgress:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uploaderd.errors import ConfigurationError
-from uploaderd.journal import FileRecord, Journal
-from uploaderd.parts import MIB
+from uploaderd.cli.exits import ExitStatus
+from uploaderd.daemon.journal import JOURNAL_NAME, FileRecord, Journal
+from uploaderd.errors import ConfigurationError, ErrorCode
+from uploaderd.settings import load_paths
+from uploaderd.sizes import MIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +36,11 @@ class Progress:
 
 
 def open_journal_read(state_dir: Path) -> Journal:
-    path = state_dir / "journal.sqlite"
+    path = state_dir / JOURNAL_NAME
     if not path.exists():
         raise ConfigurationError(
             f"no journal at {path}: has 'uploaderd run' used this --state-dir?",
-            code="NoJournal",
+            code=ErrorCode.NO_JOURNAL,
         )
     return Journal.open(path)
 
@@ -108,3 +111,28 @@ def show_status(state_dir: Path, *, as_json: bool) -> str:
     finally:
         journal.close()
     return json.dumps(view, indent=2) if as_json else render(view)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Read the daemon's journal (no running daemon needed)."
+    parser.add_argument("--state-dir", type=Path, help="the daemon's state dir")
+    parser.add_argument("--config", type=Path, help="the daemon's config file")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--watch", action="store_true", help="refresh the view every second until Ctrl-C"
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    state_dir = load_paths(("state_dir",), vars(args), config_file=args.config)["state_dir"]
+    if args.watch and not args.json:
+        import anyio.to_thread  # noqa: PLC0415
+
+        from uploaderd.cli.terminal import watch_refreshing  # noqa: PLC0415  # rich: only here
+
+        await anyio.to_thread.run_sync(
+            watch_refreshing, lambda: show_status(state_dir, as_json=False)
+        )
+        return ExitStatus.OK
+    print(show_status(state_dir, as_json=args.json))
+    return ExitStatus.OK

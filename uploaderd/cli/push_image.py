@@ -8,16 +8,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from uploaderd.engine import EngineSettings, UploadEngine
-from uploaderd.errors import ConfigurationError
+from uploaderd.cli.exits import ExitStatus
+from uploaderd.cli.report import summary_line
+from uploaderd.engine.observer import EngineObserver
+from uploaderd.engine.scheduler import UploadEngine
+from uploaderd.errors import ConfigurationError, ErrorCode
 from uploaderd.image.push import push_image
 from uploaderd.image.source import open_image
-from uploaderd.progress import EngineObserver
-from uploaderd.registry.choice import open_registry_for_args
-from uploaderd.report import summary_line
-
-EXIT_OK = 0
-EXIT_FAILED = 1
+from uploaderd.registry.choice import open_registry
+from uploaderd.settings import PushSettings
 
 
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,24 +33,26 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def push_image_command(
-    args: argparse.Namespace, settings: EngineSettings, observer: EngineObserver
+    args: argparse.Namespace, settings: PushSettings, observer: EngineObserver
 ) -> int:
     """Push ``args.image`` to ``args.repository``; the exit status for ``uploaderd push``."""
     if args.files:
-        raise ConfigurationError("give either layer FILEs or --image PATH, not both", code="Usage")
+        raise ConfigurationError(
+            "give either layer FILEs or --image PATH, not both", code=ErrorCode.USAGE
+        )
     if args.image is None:
-        raise ConfigurationError("give layer FILEs or --image PATH", code="Usage")
+        raise ConfigurationError("give layer FILEs or --image PATH", code=ErrorCode.USAGE)
     started = time.monotonic()
     # Blobs unpacked from a tarball live here until the push ends, then go.
     with tempfile.TemporaryDirectory(prefix="uploaderd-image-") as workdir:
         image = await open_image(args.image, args.tag, Path(workdir))
-        async with open_registry_for_args(args) as registry:
-            engine = UploadEngine(registry, settings, observer)
+        async with open_registry(settings.registry_choice()) as registry:
+            engine = UploadEngine(registry, settings.engine_settings(), observer)
             pushed = await push_image(image, args.repository, registry, engine)
     print(summary_line(pushed.blobs, time.monotonic() - started), file=sys.stderr, flush=True)
     name = f"{args.repository}:{image.tag}"
     if pushed.manifest_digest is None:
         print(f"uploaderd: error: a blob failed, {name} was not tagged", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitStatus.FAILED
     print(f"tagged {name} {pushed.manifest_digest}", file=sys.stderr, flush=True)
-    return EXIT_OK
+    return ExitStatus.OK

@@ -22,10 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from uploaderd.errors import UploaderError
-from uploaderd.progress import FileIdentity, ResumePoint
+from uploaderd.errors import ErrorCode, JournalError
+from uploaderd.model import FileIdentity, ResumePoint
 
 ACTIVE_STATES = ("queued", "hashing", "uploading")
+JOURNAL_NAME = "journal.sqlite"
+"""The journal's file in the state dir."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -57,10 +59,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_active_row_per_path
     ON files (relpath) WHERE state IN ('queued', 'hashing', 'uploading');
 CREATE INDEX IF NOT EXISTS by_state ON files (state, not_before, queued_at);
 """
-
-
-class JournalError(UploaderError):
-    """The journal cannot be opened or written; the daemon must not take files."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +137,7 @@ class Journal:
                 f"{path.parent} is writable: not on a read-only filesystem, owned by the "
                 "uploaderd user, with free space; then start again",
                 path=path,
-                code="JournalUnwritable",
+                code=ErrorCode.JOURNAL_UNWRITABLE,
             ) from None
         except sqlite3.DatabaseError as exc:
             raise JournalError(
@@ -147,7 +145,7 @@ class Journal:
                 "aside (keep it for inspection), and start again: files still in the spool "
                 "are queued anew and layers already in the registry are skipped",
                 path=path,
-                code="JournalCorrupt",
+                code=ErrorCode.JOURNAL_CORRUPT,
             ) from None
         if fresh:
             os.chmod(path, 0o600)
@@ -171,7 +169,7 @@ class Journal:
                 f"cannot write the journal ({exc}); check free space and permissions of "
                 f"{self.path.parent}",
                 path=self.path,
-                code="JournalUnwritable",
+                code=ErrorCode.JOURNAL_UNWRITABLE,
             ) from exc
 
     # --- the spool side ---------------------------------------------------------------
@@ -308,7 +306,7 @@ class Journal:
             state="failed",
             outcome="vanished",
             destination=None,
-            error_code="FileVanished",
+            error_code=ErrorCode.FILE_VANISHED,
             error_message=reason,
         )
 

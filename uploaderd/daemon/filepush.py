@@ -9,25 +9,25 @@ a crash in between is mended at the next start (see ``intake``).
 from __future__ import annotations
 
 import logging
-import random
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from uploaderd import logs
-from uploaderd.archive import Archiver
-from uploaderd.config import Settings
-from uploaderd.engine import UploadEngine
-from uploaderd.errors import UploaderError, unwrap_group
+from uploaderd.daemon import logs
+from uploaderd.daemon.decisions import Decision, Done, Fail, Pause, Postpone, decide
+from uploaderd.daemon.finished import Archiver
+from uploaderd.daemon.journal import FileRecord, Journal
+from uploaderd.daemon.metrics import DaemonMetrics
+from uploaderd.daemon.observer import DaemonObserver
+from uploaderd.daemon.spool import IMAGE, identity_of
+from uploaderd.engine.scheduler import UploadEngine
+from uploaderd.errors import JournalError, UploaderError, unwrap_group
 from uploaderd.image.push import push_image
 from uploaderd.image.source import open_image
-from uploaderd.journal import FileRecord, Journal, JournalError
-from uploaderd.metrics import DaemonMetrics
-from uploaderd.progress import LayerJob, LayerResult, Outcome
+from uploaderd.model import LayerJob, LayerResult, Outcome
 from uploaderd.registry.base import Registry
-from uploaderd.spool import IMAGE, identity_of
-from uploaderd.tracking import DaemonObserver
+from uploaderd.settings import DaemonSettings
 
 
 class FilePush:
@@ -42,7 +42,7 @@ class FilePush:
         metrics: DaemonMetrics,
         archiver: Archiver,
         registry: Registry,
-        settings: Callable[[], Settings],
+        settings: Callable[[], DaemonSettings],
         pause: Callable[[str], None],
     ) -> None:
         self.journal = journal
@@ -113,6 +113,7 @@ class FilePush:
         finally:
             self.metrics.in_flight.dec()
         seconds = round(time.monotonic() - started, 3)
+        decision = self._decide(record, error, Outcome.UPLOADED)
         if error is None:
             logs.event(
                 "image pushed",
@@ -121,49 +122,55 @@ class FilePush:
                 image=tagged,
                 seconds=seconds,
             )
-            self._record_ending(record, None, Outcome.UPLOADED, attempts=1)
-            return
-        retry = _worth_retrying(error)
-        logs.event(
-            "image " + ("retry later" if retry else "failed"),
-            level=logging.WARNING if retry else logging.ERROR,
-            repository=record.repository,
-            file=record.relpath,
-            code=error.code,
-            reason=error.message,
-            seconds=seconds,
-        )
-        self._record_ending(record, error, Outcome.FAILED, attempts=1)
+        else:
+            retry = isinstance(decision, Postpone)
+            logs.event(
+                "image " + ("retry later" if retry else "failed"),
+                level=logging.WARNING if retry else logging.ERROR,
+                repository=record.repository,
+                file=record.relpath,
+                code=error.code,
+                reason=error.message,
+                seconds=seconds,
+            )
+        self._carry_out(record, decision, attempts=1)
 
     def _settle(self, record: FileRecord, result: LayerResult) -> None:
-        _log_result(record, result)
-        self._record_ending(record, result.error, result.outcome, result.attempts)
+        decision = self._decide(record, result.error, result.outcome)
+        _log_result(record, result, decision)
+        self._carry_out(record, decision, result.attempts)
 
-    def _record_ending(
-        self, record: FileRecord, error: UploaderError | None, outcome: Outcome, attempts: int
-    ) -> None:
+    def _decide(
+        self, record: FileRecord, error: UploaderError | None, outcome: Outcome
+    ) -> Decision:
+        settings = self.settings()
+        return decide(
+            error,
+            outcome,
+            attempts=record.attempts,
+            retry_max_delay=settings.retry_max_delay,
+            settle_seconds=settings.settle_seconds,
+        )
+
+    def _carry_out(self, record: FileRecord, decision: Decision, attempts: int) -> None:
+        """Do what ``decide`` chose; a journal that cannot record it pauses the intake."""
         try:
-            self._record_result(record, error, outcome, attempts)
+            match decision:
+                case Pause(reason):
+                    self.pause(reason)  # the file stays in the spool; a restart resumes it
+                case Done(outcome):
+                    self._finish_done(record, outcome)
+                case Postpone(error, delay):
+                    self.journal.postpone(
+                        record.id,
+                        not_before=time.time() + delay,
+                        code=error.code,
+                        message=error.message,
+                    )
+                case Fail(error):
+                    self._finish_failed(record, error, attempts)
         except JournalError as exc:
             self.pause(str(exc))
-
-    def _record_result(
-        self, record: FileRecord, error: UploaderError | None, outcome: Outcome, attempts: int
-    ) -> None:
-        if isinstance(error, JournalError):
-            self.pause(str(error))  # the file stays in the spool; a restart resumes it
-            return
-        if error is None:
-            self._finish_done(record, outcome)
-        elif _worth_retrying(error):
-            delay = _backoff(record.attempts, self.settings().retry_max_delay)
-            if error.code == "FileChanged":
-                delay = max(self.settings().settle_seconds, 0.1)
-            self.journal.postpone(
-                record.id, not_before=time.time() + delay, code=error.code, message=error.message
-            )
-        else:
-            self._finish_failed(record, error, attempts)
 
     def _finish_done(self, record: FileRecord, outcome: Outcome) -> None:
         destination = None if self.settings().delete_uploaded else "done/"
@@ -205,17 +212,7 @@ def _as_uploader_error(exc: BaseException) -> UploaderError:
     return found
 
 
-def _worth_retrying(error: UploaderError) -> bool:
-    """Transient faults, a file still being changed, and missing credentials come back."""
-    return error.transient or error.code in {"FileChanged", "NoCredentials"}
-
-
-def _backoff(attempts: int, ceiling: float) -> float:
-    base = min(ceiling, 2.0 ** min(attempts, 16))
-    return random.uniform(base / 2, base)  # noqa: S311  # jitter, not a secret
-
-
-def _log_result(record: FileRecord, result: LayerResult) -> None:
+def _log_result(record: FileRecord, result: LayerResult, decision: Decision) -> None:
     fields: dict[str, object] = {
         "outcome": result.outcome.value,
         "repository": record.repository,
@@ -226,14 +223,13 @@ def _log_result(record: FileRecord, result: LayerResult) -> None:
         "mib_per_s": round(result.mib_per_second, 2),
         "attempts": result.attempts,
     }
+    retry = isinstance(decision, Postpone)
     level = logging.INFO
     if result.error is not None:
-        fields.update(
-            code=result.error.code, reason=result.error.message, retry=_worth_retrying(result.error)
-        )
-        level = logging.WARNING if _worth_retrying(result.error) else logging.ERROR
+        fields.update(code=result.error.code, reason=result.error.message, retry=retry)
+        level = logging.WARNING if retry else logging.ERROR
     logs.event(
-        "layer " + ("retry later" if level == logging.WARNING else result.outcome.value),
+        "layer " + ("retry later" if retry else result.outcome.value),
         level=level,
         **fields,
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import time
 
-from uploaderd import logs
-from uploaderd.archive import Archiver
-from uploaderd.journal import Journal
-from uploaderd.spool import Rejected, SpoolFile, classify, identity_of
+from uploaderd.daemon import logs
+from uploaderd.daemon.finished import Archiver
+from uploaderd.daemon.journal import Journal
+from uploaderd.daemon.spool import Rejected, SpoolFile, classify, identity_of
 
 
 class Intake:

@@ -26,10 +26,10 @@ Three rules keep recycling honest:
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from uploaderd.budget import ByteBudget
+from uploaderd.engine.budget import ByteBudget
+from uploaderd.registry.base import new_buffer
 
 SMALLEST_KEPT = 1024 * 1024
 """Smaller buffers come from the allocator's heap, which reuses them without faults."""
@@ -40,14 +40,6 @@ Parts of one size differ in their bodies only by the digits of their byte
 offsets.  Kept small on purpose: a new buffer is zero-filled, so all of it
 is resident.
 """
-
-Allocate = Callable[[int], memoryview]
-"""Gives a writable view of the asked number of bytes, for a part's body."""
-
-
-def new_buffer(nbytes: int) -> memoryview:
-    """A writable view of ``nbytes`` fresh bytes: encoders' default allocator."""
-    return memoryview(bytearray(nbytes))
 
 
 @dataclass(slots=True)

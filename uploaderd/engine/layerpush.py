@@ -19,19 +19,21 @@ from typing import TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from uploaderd.budget import ByteBudget
-from uploaderd.buffers import PartBuffers
+from uploaderd.engine.budget import ByteBudget
+from uploaderd.engine.buffers import PartBuffers
+from uploaderd.engine.observer import EngineObserver
+from uploaderd.engine.parts import choose_part_size, part_ranges
+from uploaderd.engine.reader import LayerFile, Part, read_parts
+from uploaderd.engine.retry import RetryPolicy
 from uploaderd.errors import (
+    ErrorCode,
     PartOutOfOrderError,
     TransientRegistryError,
     UploadNotFoundError,
     unwrap_group,
 )
-from uploaderd.parts import choose_part_size, part_ranges
-from uploaderd.progress import EngineObserver, LayerJob, Outcome
-from uploaderd.reader import LayerFile, Part, read_parts
+from uploaderd.model import LayerJob, Outcome
 from uploaderd.registry.base import Registry, UploadSession
-from uploaderd.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -92,7 +94,7 @@ class LayerPush:
                     raise TransientRegistryError(
                         f"the registry forgot the upload {restarts} times in a row; "
                         f"last: {exc.message}",
-                        code="UploadNotFoundException",
+                        code=ErrorCode.UPLOAD_NOT_FOUND,
                     ) from exc
                 self._note_retry(exc.code, 0.0)
                 continue
@@ -124,7 +126,7 @@ class LayerPush:
         raise TransientRegistryError(
             f"the registry moved the upload position {MAX_RESYNCS_PER_UPLOAD} times; "
             "it is losing parts",
-            code="UploadPositionUnstable",
+            code=ErrorCode.UPLOAD_POSITION_UNSTABLE,
         )
 
     async def _send_from(self, session: UploadSession, start: int) -> int:

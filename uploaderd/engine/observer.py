@@ -7,70 +7,9 @@ so data flows one way: engine -> observers.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from uploaderd.errors import UploaderError
-from uploaderd.parts import MIB
-
-
-@dataclass(frozen=True, slots=True)
-class FileIdentity:
-    """What says a file is still the one that was hashed: size, mtime and inode."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-
-
-@dataclass(frozen=True, slots=True)
-class ResumePoint:
-    """An upload a previous run left unfinished, as far as the registry confirmed it."""
-
-    upload_id: str
-    part_size: int
-    next_byte: int
-
-
-@dataclass(frozen=True, slots=True)
-class LayerJob:
-    """One file to push to one repository.
-
-    A daemon that restarts after a crash passes what it already knows: the
-    digest of the file as it was (trusted only while the file's identity is
-    unchanged) and the upload to continue.
-    """
-
-    path: Path
-    repository: str
-    known_digest: str | None = None
-    known_identity: FileIdentity | None = None
-    resume: ResumePoint | None = None
-
-
-class Outcome(enum.StrEnum):
-    UPLOADED = "uploaded"
-    EXISTS = "exists"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class LayerResult:
-    """How one layer ended; ``error`` is set exactly when the outcome is FAILED."""
-
-    job: LayerJob
-    outcome: Outcome
-    size: int
-    digest: str | None
-    seconds: float
-    attempts: int
-    error: UploaderError | None = None
-
-    @property
-    def mib_per_second(self) -> float:
-        return self.size / MIB / self.seconds if self.seconds > 0 else 0.0
+from uploaderd.model import LayerJob, LayerResult
 
 
 class EngineObserver(Protocol):

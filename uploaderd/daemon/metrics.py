@@ -24,8 +24,9 @@ from prometheus_client import (
 )
 
 from uploaderd import __version__
+from uploaderd.engine.observer import SilentObserver
 from uploaderd.errors import RegistryError
-from uploaderd.progress import LayerJob, LayerResult, SilentObserver
+from uploaderd.model import LayerJob, LayerResult
 
 PART_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 LAYER_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)

@@ -22,8 +22,8 @@ import anyio
 from anyio.abc import TaskStatus
 from asyncinotify import Event, Inotify, Mask
 
-from uploaderd.progress import FileIdentity
-from uploaderd.spool import identity_of, is_ignored, is_image_directory, walk
+from uploaderd.daemon.spool import identity_of, is_ignored, is_image_directory, walk
+from uploaderd.model import FileIdentity
 
 WATCH_MASK = (
     Mask.CLOSE_WRITE

@@ -1,0 +1,1 @@
+"""The ``uploaderd`` command line: one module per subcommand, each imported only when used."""

@@ -1,0 +1,1 @@
+"""``uploaderd run``: the spool, the journal and the engine, kept running under systemd."""
