@@ -9,11 +9,12 @@ fails says why and records nothing; the others still run, and the exit status is
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import concurrency, harness, memory, pickup, push, skopeo, small
+from benchmarks import concurrency, harness, memory, pickup, push, skopeo, small, startup
 from benchmarks.harness import Figure
 
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
@@ -23,7 +24,11 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     memory.NAME: memory.run,
     pickup.NAME: pickup.run,
     small.NAME: small.run,
+    startup.NAME: startup.run,
 }
+#: Benchmarks that can measure another checkout's code (UPLOADERD_BENCH_SOURCE): each
+#: turns the main checkout's commit into the one its rows should name.
+MEASURED_COMMIT: dict[str, Callable[[str], str]] = {startup.NAME: startup.measured_commit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,11 +49,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [name for name in options.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    command = shlex.join(["python", "-m", "benchmarks", *args])
+    names = options.names or list(BENCHMARKS)
+    source = os.environ.get(startup.SOURCE_ENV)
+    # The variable changes what is measured, so it is part of the command to reproduce.
+    prefix = [f"{startup.SOURCE_ENV}={source}"] if source else []
+    command = shlex.join([*prefix, "python", "-m", "benchmarks", *args])
+    if source and set(names) - set(MEASURED_COMMIT):
+        print(
+            f"note: {startup.SOURCE_ENV} applies only to {', '.join(MEASURED_COMMIT)}; "
+            "the others measure this checkout and name its commit",
+            file=sys.stderr,
+        )
     # Taken before running: the figures describe the code as it was when they started.
     commit = harness.git_commit()
+    commits = {name: MEASURED_COMMIT.get(name, str)(commit) for name in names}
     failed = []
-    for name in options.names or list(BENCHMARKS):
+    for name in names:
         try:
             figures = BENCHMARKS[name](quick=options.quick)
         # BenchmarkError is a RuntimeError, as is the registry not starting; OSError is
@@ -57,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nbenchmark {name} FAILED, nothing recorded: {exc}", file=sys.stderr)
             failed.append(name)
             continue
-        harness.append_results(figures, command, commit)
-    print(f"\nrecorded in {harness.RESULTS_PATH} (commit {commit})")
+        harness.append_results(figures, command, commits[name])
+    print(
+        f"\nrecorded in {harness.RESULTS_PATH} (commit {', '.join(sorted(set(commits.values())))})"
+    )
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -37,6 +37,8 @@ REGISTRY_START_TIMEOUT = 30.0
 #: A push child still running after this long is killed: a hung run must not hang us.
 RUN_TIMEOUT = 1800.0
 RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
+#: The checkout these benchmarks belong to (and measure, unless told otherwise).
+REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Files the benchmarks write themselves, relative to the repository root.
 OUTPUTS = ("benchmarks/RESULTS.md", "benchmarks/concurrency.png")
 RESULTS_INTRO = """\
@@ -243,17 +245,21 @@ def push_argv(
 
 
 def run_measured(
-    argv: Sequence[str], env: dict[str, str], timeout: float = RUN_TIMEOUT
+    argv: Sequence[str],
+    env: dict[str, str],
+    timeout: float = RUN_TIMEOUT,
+    cwd: Path | None = None,
 ) -> ChildRun:
     """Runs a child and reaps it with wait4, so the peak RSS is that child's own.
 
     Output goes to files, not pipes: a pipe nobody reads while we block in wait4 could
     fill and stall the child, which would show up as a slow push. A child still running
     after ``timeout`` is killed and the run fails, rather than hanging the benchmark.
+    ``cwd`` matters to ``python -m``/``-c`` children, which put it first on sys.path.
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        process = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=cwd)
         # A timer kills the child rather than polling, so the wall time stays exact.
         killer = threading.Timer(timeout, os.kill, (process.pid, signal.SIGKILL))
         killer.start()
@@ -306,13 +312,13 @@ def print_table(title: str, rows: Sequence[tuple[str, str]], out: TextIO = sys.s
     out.flush()
 
 
-def git_commit() -> str:
+def git_commit(root: Path = REPO_ROOT) -> str:
     """The commit measured, ``+dirty`` if tracked files differ from it.
 
     Untracked files are ignored (scratch files beside the checkout do not change what
     was measured), and so are the benchmarks' own outputs, RESULTS.md and the plot:
-    rows appended by an earlier run must not mark the next run's code as changed."""
-    root = Path(__file__).resolve().parent.parent
+    rows appended by an earlier run must not mark the next run's code as changed.
+    ``root`` is another checkout when a benchmark measures that checkout's code."""
     try:
         head = _git(root, "rev-parse", "--short", "HEAD").strip()
         dirty = _git(
