@@ -149,7 +149,7 @@ async def test_layers_arrive_whole_with_parts_strictly_in_order(tmp_path: Path) 
     assert registry.max_same_upload_overlap == 1
     assert registry.max_uploads_in_flight >= 2
     assert engine.budget.held == 0
-    assert engine.budget.peak <= 32 * MIB
+    assert engine.budget.statistics().peak <= 32 * MIB
 
 
 async def test_layer_already_present_sends_no_part(tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ async def test_budget_bounds_read_ahead_of_many_layers(tmp_path: Path, concurren
     engine = engine_for(registry, concurrency=concurrency, memory_budget=21 * MIB)
     results = await engine.push_all(LayerJob(path, "r1") for path, _ in layers)
     assert all(r.outcome is Outcome.UPLOADED for r in results)
-    assert engine.budget.peak <= 21 * MIB
+    assert engine.budget.statistics().peak <= 21 * MIB
     assert engine.budget.held == 0
 
 

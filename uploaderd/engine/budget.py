@@ -22,6 +22,17 @@ import anyio
 import anyio.lowlevel
 
 
+@dataclass(frozen=True, slots=True)
+class BudgetStatistics:
+    """The budget at one moment."""
+
+    capacity: int
+    held: int
+    peak: int
+    """The most bytes ever reserved at once; never above ``capacity``."""
+    waiters: int
+
+
 @dataclass(slots=True)
 class _Waiter:
     nbytes: int
@@ -35,15 +46,15 @@ class ByteBudget:
     of small ones.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, *, reclaim: Callable[[], None] | None = None) -> None:
+        """``reclaim`` is called before anyone waits: it returns bytes held only for reuse."""
         if capacity <= 0:
             raise ValueError(f"a byte budget must be positive, got {capacity}")
         self.capacity = capacity
         self._held = 0
         self._peak = 0
         self._waiters: deque[_Waiter] = deque()
-        self.reclaim: Callable[[], None] | None = None
-        """Called before anyone waits: returns bytes held only for reuse (kept buffers)."""
+        self._reclaim = reclaim
 
     @property
     def held(self) -> int:
@@ -55,10 +66,8 @@ class ByteBudget:
         """True while some acquire waits for room."""
         return bool(self._waiters)
 
-    @property
-    def peak(self) -> int:
-        """The most bytes ever reserved at once; never above ``capacity``."""
-        return self._peak
+    def statistics(self) -> BudgetStatistics:
+        return BudgetStatistics(self.capacity, self._held, self._peak, len(self._waiters))
 
     async def acquire(self, nbytes: int) -> None:
         """Wait until ``nbytes`` fit, then reserve them.
@@ -72,8 +81,8 @@ class ByteBudget:
                 "raise --memory-budget or lower --part-size"
             )
         await anyio.lowlevel.checkpoint_if_cancelled()
-        if not self._waiters and self._held + nbytes > self.capacity and self.reclaim:
-            self.reclaim()
+        if not self._waiters and self._held + nbytes > self.capacity and self._reclaim:
+            self._reclaim()
         if not self._waiters and self._held + nbytes <= self.capacity:
             self._take(nbytes)
             return

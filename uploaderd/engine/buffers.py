@@ -9,6 +9,11 @@ part just sent for the next part of the same size removes both.
 
 Three rules keep recycling honest:
 
+A part's charge is a ``PartCharge``: it owns its budget bytes and its
+buffer, and is settled exactly once (``settle``), which either keeps the
+buffer for reuse or returns the bytes; settling again does nothing, so a
+part cannot be returned twice, or lost by a path that forgot it.
+
 * **Kept buffers stay charged.**  A settled part's buffer is kept with its
   part's budget charge, which is handed on to the next part that reuses it.
   Kept or in flight, every buffer is counted, so the budget still bounds
@@ -42,24 +47,58 @@ is resident.
 """
 
 
-@dataclass(slots=True)
-class Lease:
-    """A part's budget charge, and the kept buffer that came with it, if any."""
+class PartCharge:
+    """One part's budget charge, and the body buffer that comes with it.
 
-    charge: int
-    spare: bytearray | None = None
+    Whoever holds it owns the bytes: the reader until the part is sent on,
+    then the sender.  ``settle`` ends it once, whichever path gets there first.
+    """
+
+    __slots__ = ("_pool", "_spare", "nbytes", "settled")
+
+    def __init__(self, pool: PartBuffers, nbytes: int, spare: bytearray | None = None) -> None:
+        self._pool = pool
+        self._spare = spare
+        self.nbytes = nbytes
+        self.settled = False
+
+    @property
+    def recycled(self) -> bool:
+        """Whether this charge came with a kept buffer."""
+        return self._spare is not None
 
     def allocate(self, nbytes: int) -> memoryview:
-        """The body buffer: the spare if it is large enough, else a new one.
+        """The body buffer: the kept one if it is large enough, else a new one.
 
         Runs in the encoder's worker thread; touches nothing shared.
         """
-        spare, self.spare = self.spare, None
+        spare, self._spare = self._spare, None
         if spare is not None and len(spare) >= nbytes:
             return memoryview(spare)[:nbytes]
         if nbytes < SMALLEST_KEPT:
             return new_buffer(nbytes)
         return memoryview(bytearray(nbytes + HEADROOM))[:nbytes]
+
+    def settle(self, body: object = None) -> None:
+        """End the charge: keep ``body`` (the part's wire buffer) for reuse, or return the bytes.
+
+        Idempotent, and synchronous so it works inside a cancelled scope.
+        """
+        if self.settled:
+            return
+        self.settled = True
+        self._spare = None
+        self._pool.settle(self.nbytes, body)
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStatistics:
+    """What the recycling is doing, for tests and curious operators."""
+
+    kept_buffers: int
+    kept_bytes: int
+    reused: int
+    """Parts that got a recycled buffer."""
 
 
 @dataclass(slots=True)
@@ -78,45 +117,39 @@ expression differs between Python versions.  Any view alive adds one.
 
 
 class PartBuffers:
-    """Grants parts their budget charge, with a recycled buffer when one is free.
+    """The byte budget, and the part buffers kept inside it for reuse.
 
-    Lives on the event loop, like the budget it wraps.
+    It creates the budget it wraps and hands the budget its ``reclaim`` hook,
+    so the budget asks for kept bytes back before anyone waits.  Lives on
+    the event loop, like the budget.
     """
 
-    def __init__(self, budget: ByteBudget) -> None:
-        self.budget = budget
+    def __init__(self, capacity: int) -> None:
         self._kept: list[_Kept] = []
-        budget.reclaim = self.drop_all
-        self.reused = 0
-        """Parts that got a recycled buffer (for tests and curious operators)."""
+        self._reused = 0
+        self.budget = ByteBudget(capacity, reclaim=self._drop_all)
 
-    @property
-    def kept_bytes(self) -> int:
-        """Budget bytes that kept buffers hold right now."""
-        return sum(kept.charge for kept in self._kept)
+    def statistics(self) -> BufferStatistics:
+        return BufferStatistics(len(self._kept), self._kept_bytes(), self._reused)
 
-    async def acquire(self, charge: int) -> Lease:
-        """Reserve at least ``charge`` bytes for a part: a kept buffer's, if one fits, else new.
+    async def acquire(self, charge: int) -> PartCharge:
+        """At least ``charge`` bytes for a part: a kept buffer's, if one fits, else new ones.
 
         A kept buffer brings its own charge, which may be larger (a layer's
-        last, smaller part reusing a full part's buffer): the lease carries
-        that whole charge, because the buffer is that large.
+        last, smaller part reusing a full part's buffer): the charge is that
+        whole amount, because the buffer is that large.
         """
         kept = self._take_fitting(charge)
         if kept is None:
             await self.budget.acquire(charge)
-            return Lease(charge)
-        self.reused += 1
-        return Lease(kept.charge, kept.buffer)
+            return PartCharge(self, charge)
+        self._reused += 1
+        return PartCharge(self, kept.charge, kept.buffer)
 
-    def give_back(self, wire: object, charge: int) -> None:
-        """Settle a part: keep its buffer with its ``charge``, or return the charge.
-
-        ``wire`` is the part's body as its payload carried it.  Call it instead
-        of ``ByteBudget.release``.
-        """
-        buffer = wire.obj if isinstance(wire, memoryview) else wire
-        others_in_flight = self.budget.held > charge + self.kept_bytes
+    def settle(self, charge: int, body: object) -> None:
+        """Keep ``body``'s buffer with its ``charge``, or return the charge (see ``PartCharge``)."""
+        buffer = body.obj if isinstance(body, memoryview) else body
+        others_in_flight = self.budget.held > charge + self._kept_bytes()
         if (
             isinstance(buffer, bytearray)
             and len(buffer) >= SMALLEST_KEPT
@@ -127,9 +160,12 @@ class PartBuffers:
             return
         self.budget.release(charge)
         if not others_in_flight:
-            self.drop_all()
+            self._drop_all()
 
-    def drop_all(self) -> None:
+    def _kept_bytes(self) -> int:
+        return sum(kept.charge for kept in self._kept)
+
+    def _drop_all(self) -> None:
         """Forget every kept buffer and return their charges to the budget."""
         kept, self._kept = self._kept, []
         self.budget.release(sum(entry.charge for entry in kept))

@@ -19,7 +19,6 @@ from typing import TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from uploaderd.engine.budget import ByteBudget
 from uploaderd.engine.buffers import PartBuffers
 from uploaderd.engine.observer import EngineObserver
 from uploaderd.engine.parts import choose_part_size, part_ranges
@@ -43,10 +42,9 @@ MAX_RESYNCS_PER_UPLOAD = 16
 
 @dataclass(frozen=True, slots=True)
 class PushContext:
-    """What every layer push shares: the registry, the budget and the rules."""
+    """What every layer push shares: the registry, the budget's part buffers and the rules."""
 
     registry: Registry
-    budget: ByteBudget
     buffers: PartBuffers
     observer: EngineObserver
     retry: RetryPolicy
@@ -134,7 +132,6 @@ class LayerPush:
 
         Returns the byte the registry wants next: the layer size when done.
         """
-        budget = self.context.budget
         send, receive = anyio.create_memory_object_stream[Part](self.context.read_ahead_parts)
         ranges = part_ranges(self.layer.size, session.part_size, start)
         position = start
@@ -161,7 +158,7 @@ class LayerPush:
                             break
                         position = await self._send_part(session, part)
                     finally:
-                        self.context.buffers.give_back(part.payload.wire, part.charge)
+                        part.charge.settle(part.payload.wire)
                         # Drop the buffer now, not when the next part arrives:
                         # the budget already counts it free, and it can be lent
                         # again only once nothing refers to it.
@@ -169,7 +166,7 @@ class LayerPush:
         except BaseExceptionGroup as group:
             raise unwrap_group(group) from None
         finally:
-            await _release_unsent(receive, budget)
+            await _settle_unsent(receive)
         return position
 
     async def _send_part(self, session: UploadSession, part: Part) -> int:
@@ -198,13 +195,13 @@ class LayerPush:
         self.context.observer.retrying(self.job, reason, delay)
 
 
-async def _release_unsent(receive: MemoryObjectReceiveStream[Part], budget: ByteBudget) -> None:
-    """Return the budget of parts read ahead but never sent (the push moved or failed)."""
+async def _settle_unsent(receive: MemoryObjectReceiveStream[Part]) -> None:
+    """Settle the parts read ahead but never sent (the push moved or failed)."""
     with anyio.CancelScope(shield=True):
         while True:
             try:
                 part = receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            budget.release(part.charge)
+            part.charge.settle()
         await receive.aclose()

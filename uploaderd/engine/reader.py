@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import ObjectSendStream
 
 from uploaderd.engine.budget import ByteBudget
-from uploaderd.engine.buffers import PartBuffers
+from uploaderd.engine.buffers import PartBuffers, PartCharge
 from uploaderd.engine.parts import PartRange, layer_size_problem
 from uploaderd.errors import ErrorCode, LayerChangedError, LayerFileError
 from uploaderd.model import FileIdentity
@@ -172,11 +172,11 @@ async def hash_layer(
 
 @dataclass(slots=True)
 class Part:
-    """One part, encoded for the wire and charged to the budget; the receiver settles it."""
+    """One part, encoded for the wire, with the budget charge it owns until it is settled."""
 
     range: PartRange
     payload: PartPayload
-    charge: int
+    charge: PartCharge
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,26 +223,26 @@ async def read_parts(
     The charge covers every copy the part will have while in flight (the
     registry says how much per byte: its encoding and request body), so the
     budget bounds real memory.  The stream's buffer sets how far reading runs
-    ahead of sending; whoever receives a ``Part`` owns its charge and must
-    settle it (``PartBuffers.give_back``, or ``ByteBudget.release`` if unsent).
+    ahead of sending; whoever receives a ``Part`` owns its charge and settles
+    it.  A part that never reaches the stream is settled here.
     """
     fd = await anyio.to_thread.run_sync(_open_fd, layer)
     try:
         async with parts_out:
             for part_range in ranges:
-                charge = min(
+                nbytes = min(
                     math.ceil(part_range.length * memory_per_byte), buffers.budget.capacity
                 )
-                lease = await buffers.acquire(charge)
+                charge = await buffers.acquire(nbytes)
                 try:
                     source = FilePartSource(fd, layer, part_range)
-                    payload = await anyio.to_thread.run_sync(encode, source, lease.allocate)
-                    await parts_out.send(Part(part_range, payload, lease.charge))
+                    payload = await anyio.to_thread.run_sync(encode, source, charge.allocate)
+                    await parts_out.send(Part(part_range, payload, charge))
                     # The receiver owns the part now; holding it here while
                     # waiting for budget would keep a buffer nobody counts.
                     del payload
                 except BaseException:
-                    buffers.budget.release(lease.charge)
+                    charge.settle()  # a no-op if the receiver got it and settled it
                     raise
     finally:
         os.close(fd)

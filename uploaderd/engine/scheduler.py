@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from uploaderd.engine.budget import ByteBudget
 from uploaderd.engine.buffers import PartBuffers
 from uploaderd.engine.layerpush import LayerPush, PushContext
 from uploaderd.engine.observer import EngineObserver, SilentObserver
@@ -63,12 +62,11 @@ class UploadEngine:
         observer: EngineObserver | None = None,
     ) -> None:
         self.settings = settings
-        self.budget = ByteBudget(settings.memory_budget)
-        self.buffers = PartBuffers(self.budget)
+        self.buffers = PartBuffers(settings.memory_budget)
+        self.budget = self.buffers.budget
         self.observer: EngineObserver = observer or SilentObserver()
         self.context = PushContext(
             registry=registry,
-            budget=self.budget,
             buffers=self.buffers,
             observer=self.observer,
             retry=settings.retry,
