@@ -59,7 +59,16 @@ class _Candidate:
 class Settler:
     """Holds candidate files until they are complete, then hands them on."""
 
-    def __init__(self, watch: Path, settle_seconds: float, on_ready: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        watch: Path,
+        settle_seconds: float,
+        on_ready: Callable[[str], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock`` times the settle rule (tests pass a fake one); mtimes stay the file's."""
+        self._clock = clock
         self.watch = watch
         self.settle_seconds = settle_seconds
         self.on_ready = on_ready
@@ -76,7 +85,7 @@ class Settler:
             self._candidates.pop(relpath, None)
             self.on_ready(relpath)
             return
-        now = time.monotonic()
+        now = self._clock()
         if seen is Seen.FOUND and self._following(relpath):
             return
         if seen is Seen.WRITING:
@@ -113,15 +122,17 @@ class Settler:
             with anyio.move_on_after(self._next_check()):
                 await self._wakeup.wait()
             self._wakeup = anyio.Event()
-            self._check_due(time.monotonic())
+            self.check_due()
 
     def _next_check(self) -> float:
         closed = [c.changed_at for c in self._candidates.values() if c.closed]
         if not closed:
             return 1.0
-        return max(0.0, min(closed) + self.settle_seconds - time.monotonic())
+        return max(0.0, min(closed) + self.settle_seconds - self._clock())
 
-    def _check_due(self, now: float) -> None:
+    def check_due(self) -> None:
+        """Hand on every closed candidate unchanged for the settle time; restart the changed."""
+        now = self._clock()
         for relpath, candidate in list(self._candidates.items()):
             if not candidate.closed or now - candidate.changed_at < self.settle_seconds:
                 continue
