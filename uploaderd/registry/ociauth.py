@@ -228,7 +228,7 @@ class Authenticator:
                 if response.status == 429 or response.status >= 500:
                     raise TransientRegistryError(
                         f"token service {realm} answered HTTP {response.status}",
-                        code=f"TokenHTTP{response.status}",
+                        code=ErrorCode.TOKEN_REFUSED,
                     )
                 body = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
