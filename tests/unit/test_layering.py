@@ -209,3 +209,26 @@ def test_a_wrong_import_is_named_with_its_rule(tmp_path: Path) -> None:
         "uploaderd.engine.budget.ByteBudget: registry must not import engine: a registry "
         "knows nothing of the engine, the daemon or the command line that drive it",
     ]
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    listed, directory = set(), ""
+    for line in block.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0].endswith("/") and line.startswith("  ") and not line.startswith("    "):
+            directory = words[0]
+        elif words[0].endswith(".py"):
+            nested = line.startswith("    ")
+            listed.add(f"{directory}{words[0]}" if nested else words[0])
+    modules = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    assert listed == modules, (
+        f"not in the README: {sorted(modules - listed)}; gone: {sorted(listed - modules)}"
+    )

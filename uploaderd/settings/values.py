@@ -83,7 +83,8 @@ def text(value: object) -> str:
 
 
 def path(value: object) -> Path:
-    return Path(text(value))
+    """A path from TOML or the environment (a string) or from argparse (a Path)."""
+    return value if isinstance(value, Path) and str(value) else Path(text(value))
 
 
 def choice(*allowed: str) -> Parse:
