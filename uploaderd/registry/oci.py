@@ -15,46 +15,34 @@ InvalidLayerPartException.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import quote
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from uploaderd.errors import (
     ConfigurationError,
     ErrorCode,
     PartOutOfOrderError,
-    RegistryError,
     TransientRegistryError,
     UploadNotFoundError,
 )
 from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
-from uploaderd.registry.body import PartBody
 from uploaderd.registry.ociauth import Authenticator, Credentials, credentials_for
+from uploaderd.registry.ocitransport import (
+    Answer,
+    ConnectionLostError,
+    OciTransport,
+    raise_refusal,
+    range_end,
+)
 from uploaderd.sizes import MIB
 
 DEFAULT_PART_SIZE = 10 * MIB
-UPLOAD_GONE_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"})
-"""distribution cancels an upload whose signed state is stale and answers BLOB_UPLOAD_INVALID."""
-
-PERMANENT_HINTS = {
-    "NAME_UNKNOWN": "the repository does not exist and the registry does not create it on push",
-    "NAME_INVALID": "the registry refuses this repository name",
-    "DIGEST_INVALID": "the registry computed a different digest from the bytes sent; "
-    "the file was changed or corrupted while being pushed",
-    "MANIFEST_BLOB_UNKNOWN": "the manifest names a blob the repository does not have",
-    "MANIFEST_INVALID": "the registry refused the manifest",
-    "TAG_INVALID": "the registry refuses this tag",
-    "DENIED": "the credentials in use may not push to this repository",
-    "UNSUPPORTED": "the registry does not support this operation",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,39 +79,12 @@ def registry_base_url(text: str, *, insecure: bool) -> URL:
     return url.with_path("/").with_query(None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-
-    def error_code(self) -> str:
-        """The first OCI error code in the body (``{"errors":[{"code":...}]}``), else HTTPnnn."""
-        try:
-            errors = json.loads(self.body).get("errors") or []
-            return str(errors[0]["code"])
-        except (ValueError, AttributeError, LookupError, TypeError):
-            return f"HTTP{self.status}"
-
-    def error_text(self) -> str:
-        try:
-            errors = json.loads(self.body).get("errors") or []
-            return "; ".join(str(e.get("message") or e.get("code")) for e in errors)
-        except (ValueError, AttributeError, TypeError):
-            return self.body[:200].decode("utf-8", "replace").strip()
-
-
-class _ConnectionLostError(TransientRegistryError):
-    """The request may or may not have reached the registry."""
-
-
 @dataclass(slots=True)
 class OciRegistry:
-    """The ``Registry`` interface over one aiohttp session to one OCI registry."""
+    """The ``Registry`` interface over one OCI registry: the blob-upload protocol's steps."""
 
-    session: aiohttp.ClientSession
+    transport: OciTransport
     base: URL
-    auth: Authenticator
     part_size: int = DEFAULT_PART_SIZE
     memory_per_part_byte: float = 1.2
     """The raw part is the request body; aiohttp sends it without copying."""
@@ -143,7 +104,7 @@ class OciRegistry:
         return PartPayload(len(data), data)
 
     async def ping(self) -> None:
-        await self._exchange("GET", self.base / "v2/", {}, None)
+        await self.transport.exchange("GET", self.base / "v2/", {}, None)
 
     async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
         """The digests the repository lacks, after mounting those another repository has.
@@ -155,14 +116,14 @@ class OciRegistry:
         missing: set[str] = set()
         for digest in digests:
             url = self._repo_url(repository, f"blobs/{digest}")
-            answer = await self._send("HEAD", url, repository)
+            answer = await self.transport.send("HEAD", url, repository)
             if answer.status == 200:
                 self._known_in.setdefault(digest, repository)
             elif answer.status == 404:
                 if not await self._mount(repository, digest):
                     missing.add(digest)
             else:
-                self._raise(answer, repository, "checking a blob")
+                raise_refusal(answer, self.name, repository, "checking a blob")
         return missing
 
     async def _mount(self, repository: str, digest: str) -> bool:
@@ -172,19 +133,19 @@ class OciRegistry:
         url = self._repo_url(repository, "blobs/uploads/").with_query(
             mount=digest, **{"from": source}
         )
-        answer = await self._send("POST", url, repository, also_pull=source)
+        answer = await self.transport.send("POST", url, repository, also_pull=source)
         if answer.status == 201:
             return True
         if answer.status == 202:  # mount refused, an ordinary upload was opened instead
-            await self._send("DELETE", self._location(answer, url), repository)
+            await self.transport.send("DELETE", self._location(answer, url), repository)
             return False
-        return self._raise(answer, repository, "mounting a blob")
+        return raise_refusal(answer, self.name, repository, "mounting a blob")
 
     async def start_upload(self, repository: str) -> UploadSession:
         url = self._repo_url(repository, "blobs/uploads/")
-        answer = await self._send("POST", url, repository, headers={"Content-Length": "0"})
+        answer = await self.transport.send("POST", url, repository, headers={"Content-Length": "0"})
         if answer.status != 202:
-            self._raise(answer, repository, "opening an upload")
+            raise_refusal(answer, self.name, repository, "opening an upload")
         location = self._location(answer, url)
         self._locations[str(location)] = location
         return UploadSession(repository, str(location), self.part_size)
@@ -197,10 +158,10 @@ class OciRegistry:
             "Content-Type": "application/octet-stream",
         }
         try:
-            answer = await self._send(
+            answer = await self.transport.send(
                 "PATCH", location, session.repository, headers=headers, data=part.wire
             )
-        except _ConnectionLostError:
+        except ConnectionLostError:
             await self._resynchronise(session, location, first_byte)
             raise
         if answer.status == 416:
@@ -211,9 +172,9 @@ class OciRegistry:
                 code=ErrorCode.RANGE_NOT_SATISFIABLE,
             )
         if answer.status != 202:
-            self._raise(answer, session.repository, "sending a part", upload=True)
+            raise_refusal(answer, self.name, session.repository, "sending a part", upload=True)
         self._locations[session.upload_id] = self._location(answer, location)
-        held = _range_end(answer.headers.get("Range"))
+        held = range_end(answer.headers.get("Range"))
         if held is not None and held != last_byte:
             # A registry that ignores Content-Range (distribution 2.x) appends a
             # resent part instead of answering 416: the upload now holds bytes
@@ -232,11 +193,13 @@ class OciRegistry:
         Returns when it holds exactly the bytes before this part: sending the
         same part again is then the right move, left to the caller's retry.
         """
-        answer = await self._send("GET", location, session.repository)
+        answer = await self.transport.send("GET", location, session.repository)
         if answer.status not in (200, 204):
-            self._raise(answer, session.repository, "asking for an upload's status", upload=True)
+            raise_refusal(
+                answer, self.name, session.repository, "asking for an upload's status", upload=True
+            )
         self._locations[session.upload_id] = self._location(answer, location)
-        held = _range_end(answer.headers.get("Range"))
+        held = range_end(answer.headers.get("Range"))
         next_byte = 0 if held is None else held + 1
         if next_byte != first_byte:
             raise PartOutOfOrderError(
@@ -248,9 +211,13 @@ class OciRegistry:
     async def complete_upload(self, session: UploadSession, digest: str) -> None:
         location = self._locations.get(session.upload_id, URL(session.upload_id))
         url = location.update_query(digest=digest)
-        answer = await self._send("PUT", url, session.repository, headers={"Content-Length": "0"})
+        answer = await self.transport.send(
+            "PUT", url, session.repository, headers={"Content-Length": "0"}
+        )
         if answer.status not in (201, 204):
-            self._raise(answer, session.repository, "completing an upload", upload=True)
+            raise_refusal(
+                answer, self.name, session.repository, "completing an upload", upload=True
+            )
         self._locations.pop(session.upload_id, None)
         self._known_in.setdefault(digest, session.repository)
 
@@ -258,16 +225,16 @@ class OciRegistry:
         self, repository: str, tag: str, manifest: bytes, media_type: str
     ) -> None:
         url = self._repo_url(repository, f"manifests/{quote(tag, safe='')}")
-        answer = await self._send(
+        answer = await self.transport.send(
             "PUT", url, repository, headers={"Content-Type": media_type}, data=manifest
         )
         if answer.status not in (200, 201, 202):
-            self._raise(answer, repository, f"tagging {tag!r}")
+            raise_refusal(answer, self.name, repository, f"tagging {tag!r}")
 
     def _repo_url(self, repository: str, rest: str) -> URL:
         return URL(f"{str(self.base).rstrip('/')}/v2/{repository}/{rest}", encoded=False)
 
-    def _location(self, answer: _Answer, request_url: URL) -> URL:
+    def _location(self, answer: Answer, request_url: URL) -> URL:
         location = answer.headers.get("Location")
         if not location:
             raise TransientRegistryError(
@@ -275,90 +242,6 @@ class OciRegistry:
                 code=ErrorCode.MALFORMED_RESPONSE,
             )
         return request_url.join(URL(location, encoded=True))
-
-    async def _send(
-        self,
-        method: str,
-        url: URL,
-        repository: str,
-        *,
-        headers: dict[str, str] | None = None,
-        data: bytes | bytearray | memoryview | None = None,
-        also_pull: str | None = None,
-    ) -> _Answer:
-        """One request, answering an authentication challenge once if the registry asks."""
-        scope = f"repository:{repository}:pull,push"
-        if also_pull is not None:
-            scope += f" repository:{also_pull}:pull"
-        answered = False
-        while True:
-            request_headers = CIMultiDict(headers or {})
-            authorization = self.auth.header(scope)
-            if authorization is not None:
-                request_headers["Authorization"] = authorization
-            answer = await self._exchange(method, url, request_headers, data)
-            challenge = answer.headers.get("WWW-Authenticate")
-            if answer.status == 401 and challenge and not answered:
-                self.auth.forget(scope)
-                await self.auth.answer(challenge, scope)
-                answered = True
-                continue
-            if answer.status in (401, 403):
-                raise self.auth.refused(answer.status)
-            if answer.status == 429 or answer.status >= 500:
-                raise TransientRegistryError(
-                    f"registry {self.name} answered HTTP {answer.status} to {method}: "
-                    f"{answer.error_text()}",
-                    repository=repository,
-                    code=answer.error_code() if answer.status >= 500 else "TooManyRequests",
-                )
-            return answer
-
-    async def _exchange(
-        self,
-        method: str,
-        url: URL,
-        headers: CIMultiDict[str] | dict[str, str],
-        data: bytes | bytearray | memoryview | None,
-    ) -> _Answer:
-        payload = PartBody(data) if isinstance(data, bytearray | memoryview) else data
-        try:
-            async with self.session.request(method, url, headers=headers, data=payload) as response:
-                body = await response.read()
-                return _Answer(response.status, response.headers, body)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _ConnectionLostError(
-                f"cannot reach registry {self.name}: {exc!r}", code=type(exc).__name__
-            ) from exc
-
-    def _raise(
-        self, answer: _Answer, repository: str, doing: str, *, upload: bool = False
-    ) -> NoReturn:
-        code = answer.error_code()
-        if upload and (answer.status == 404 or code in UPLOAD_GONE_CODES):
-            raise UploadNotFoundError(
-                f"registry {self.name} no longer knows the upload ({code})",
-                repository=repository,
-                code=ErrorCode.UPLOAD_NOT_FOUND,
-            )
-        text = f"{code} (HTTP {answer.status}) while {doing}: {answer.error_text()}"
-        hint = PERMANENT_HINTS.get(code)
-        if hint:
-            text += f"; {hint}"
-        raise RegistryError(text, repository=repository, code=code)
-
-
-def _range_end(header: str | None) -> int | None:
-    """The last byte of ``Range: 0-<last>``; None for no header or an empty upload."""
-    if not header:
-        return None
-    _, _, end = header.partition("-")
-    try:
-        last = int(end)
-    except ValueError:
-        return None
-    # distribution answers "0-0" for an upload that holds nothing yet.
-    return None if last == 0 else last
 
 
 @asynccontextmanager
@@ -377,6 +260,5 @@ async def open_oci_registry(settings: OciSettings) -> AsyncIterator[OciRegistry]
     async with aiohttp.ClientSession(
         connector=connector, timeout=timeout, auto_decompress=False
     ) as session:
-        yield OciRegistry(
-            session, base, Authenticator(session, host, credentials), settings.part_size
-        )
+        transport = OciTransport(session, Authenticator(session, host, credentials), host)
+        yield OciRegistry(transport, base, settings.part_size)
