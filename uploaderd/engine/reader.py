@@ -80,21 +80,7 @@ class LayerFile:
 
     def check_readable(self) -> None:
         """Open the file once so a permission problem is reported before any request."""
-        try:
-            with self.path.open("rb"):
-                pass
-        except PermissionError:
-            raise LayerFileError(
-                "permission denied; make the file readable by the uploaderd user",
-                path=self.path,
-                code=ErrorCode.FILE_UNREADABLE,
-            ) from None
-        except OSError as exc:
-            raise LayerFileError(
-                f"cannot open the file: {exc.strerror}",
-                path=self.path,
-                code=ErrorCode.FILE_UNREADABLE,
-            ) from exc
+        os.close(_open_fd(self))
 
     def check_unchanged(self) -> None:
         """Fail if the file is not the one that was hashed (size, mtime or inode differ)."""
@@ -151,6 +137,12 @@ def _open_fd(layer: LayerFile) -> int:
             path=layer.path,
             code=ErrorCode.FILE_CHANGED,
         ) from exc
+    except PermissionError:
+        raise LayerFileError(
+            "permission denied; make the file readable by the uploaderd user",
+            path=layer.path,
+            code=ErrorCode.FILE_UNREADABLE,
+        ) from None
     except OSError as exc:
         raise LayerFileError(
             f"cannot open the file: {exc.strerror}",
