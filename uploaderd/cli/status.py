@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from uploaderd.cli.exits import ExitStatus
-from uploaderd.daemon.journal import JOURNAL_NAME, FileRecord, Journal
+from uploaderd.daemon.journal import JOURNAL_NAME, FileRecord, Journal, QueueFigures
 from uploaderd.errors import ConfigurationError, ErrorCode
 from uploaderd.settings import load_paths
 from uploaderd.sizes import MIB
@@ -45,17 +45,49 @@ def open_journal_read(state_dir: Path) -> Journal:
     return Journal.open(path)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueEstimate:
+    """How long the whole queue takes at the rate the uploads in flight go now.
+
+    Waiting files count whole: until a worker claims one, nobody knows whether
+    the registry already has it or still holds the upload it was postponed
+    with.  The rate is the sum of the in-flight uploads' rates, since they
+    share the link; with none measured yet there is no estimate, not a guess.
+    """
+
+    remaining_bytes: int
+    rate: float | None
+    eta: float | None
+
+    @classmethod
+    def of(cls, figures: QueueFigures, in_flight: list[Progress]) -> QueueEstimate:
+        left_in_flight = sum(p.record.identity.size - p.done_bytes for p in in_flight)
+        remaining = figures.waiting_bytes + left_in_flight
+        rate = sum(p.rate for p in in_flight if p.rate) or None
+        if remaining == 0:
+            return cls(0, rate, 0.0)
+        return cls(remaining, rate, remaining / rate if rate else None)
+
+
 def snapshot(journal: Journal, *, failures: int = 10) -> dict[str, Any]:
     now = time.time()
     figures = journal.queue_figures()
     in_flight = [Progress.of(r, now) for r in journal.records("hashing", "uploading")]
+    estimate = QueueEstimate.of(figures, in_flight)
     return {
         "queue": {
             "files": figures.files,
             "bytes": figures.bytes,
+            "waiting_files": figures.waiting_files,
+            "waiting_bytes": figures.waiting_bytes,
+            "in_flight_files": figures.in_flight_files,
+            "in_flight_bytes": figures.in_flight_bytes,
             "oldest_age_seconds": round(now - figures.oldest_queued_at, 1)
             if figures.oldest_queued_at
             else None,
+            "remaining_bytes": estimate.remaining_bytes,
+            "mib_per_second": round(estimate.rate / MIB, 2) if estimate.rate else None,
+            "eta_seconds": round(estimate.eta, 1) if estimate.eta is not None else None,
         },
         "in_flight": [
             {
@@ -82,13 +114,7 @@ def snapshot(journal: Journal, *, failures: int = 10) -> dict[str, Any]:
 
 
 def render(view: dict[str, Any]) -> str:
-    queue = view["queue"]
-    oldest = queue["oldest_age_seconds"]
-    lines = [
-        f"queue: {queue['files']} files, {queue['bytes'] / MIB:.1f} MiB"
-        + (f", oldest queued {oldest:.0f}s ago" if oldest is not None else "")
-    ]
-    lines.append(f"in flight: {len(view['in_flight'])}")
+    lines = [_queue_line(view["queue"]), f"in flight: {len(view['in_flight'])}"]
     for item in view["in_flight"]:
         rate = f"{item['mib_per_second']:.1f} MiB/s" if item["mib_per_second"] else "-"
         eta = f"ETA {item['eta_seconds']:.0f}s" if item["eta_seconds"] is not None else "ETA -"
@@ -102,6 +128,30 @@ def render(view: dict[str, Any]) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(item["failed_at"] or 0))
         lines.append(f"  {item['file']}  {item['code']}: {item['message']}  ({when} UTC)")
     return "\n".join(lines)
+
+
+def _queue_line(queue: dict[str, Any]) -> str:
+    line = (
+        f"queue: {queue['waiting_files']} waiting ({queue['waiting_bytes'] / MIB:.1f} MiB), "
+        f"{queue['in_flight_files']} in flight ({queue['in_flight_bytes'] / MIB:.1f} MiB)"
+    )
+    if queue["oldest_age_seconds"] is not None:
+        line += f", oldest queued {queue['oldest_age_seconds']:.0f}s ago"
+    if not queue["files"]:
+        return line
+    if queue["eta_seconds"] is None:
+        return line + ", ETA - (no upload rate yet)"
+    return line + f", ETA {_duration(queue['eta_seconds'])} at {queue['mib_per_second']:.1f} MiB/s"
+
+
+def _duration(seconds: float) -> str:
+    """A queue can take hours: 95s, 12m05s, 3h20m."""
+    whole = round(seconds)
+    if whole < 120:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def show_status(state_dir: Path, *, as_json: bool) -> str:

@@ -1,20 +1,26 @@
-"""Prometheus metrics and the HTTP endpoints operators scrape.
+"""Prometheus metrics: what the daemon exports, and where each value comes from.
 
 Names follow the Prometheus naming guide (unit suffixes, ``_total`` for
 counters).  Labels have small fixed value sets: repository, outcome, reason,
 error code.  Never a digest, file name or upload id: those would make a new
 series per layer.  Histogram buckets reach an hour because a multi-GiB layer
 takes minutes, far past the library's default 10 s ceiling.
+
+Events (a part confirmed, a layer finished, a ping answered) are counted as
+they happen.  State (the queue, the read-ahead bytes, the watcher) is read
+when Prometheus scrapes, by ``DaemonStateCollector``, the way
+prometheus-client's ``ProcessCollector`` reads /proc: a scrape never sees a
+value older than itself, and no loop has to stay alive to keep it fresh.
+Serving the registry over HTTP is ``uploaderd.daemon.http``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from typing import Protocol
 
-from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -22,10 +28,12 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from uploaderd import __version__
+from uploaderd.daemon.journal import QueueFigures
 from uploaderd.engine.observer import SilentObserver
-from uploaderd.errors import RegistryError
+from uploaderd.errors import JournalError, RegistryError
 from uploaderd.model import LayerJob, LayerResult
 
 PART_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
@@ -33,7 +41,11 @@ LAYER_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 360
 
 
 class DaemonMetrics(SilentObserver):
-    """Every metric the daemon exports, on a registry of its own."""
+    """The metrics events update, on a registry of the daemon's own.
+
+    The state gauges join the same registry as a ``DaemonStateCollector``
+    once the daemon has the journal, the engine and the watcher to read.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -62,25 +74,10 @@ class DaemonMetrics(SilentObserver):
             registry=r,
         )
         self.in_flight = Gauge("uploaderd_layers_in_flight", "Layers being pushed", registry=r)
-        self.queue_files = Gauge("uploaderd_queue_files", "Files queued or in flight", registry=r)
-        self.queue_bytes = Gauge(
-            "uploaderd_queue_bytes", "Bytes of files queued or in flight", registry=r
-        )
-        self.readahead_bytes = Gauge(
-            "uploaderd_readahead_bytes", "Layer bytes held in memory (read-ahead)", registry=r
-        )
-        self.oldest_age = Gauge(
-            "uploaderd_oldest_queued_file_age_seconds",
-            "Age of the oldest queued file",
-            registry=r,
-        )
         self.last_progress = Gauge(
             "uploaderd_last_progress_timestamp_seconds",
             "Unix time of the last confirmed part or finished layer",
             registry=r,
-        )
-        self.watcher_up = Gauge(
-            "uploaderd_watcher_up", "1 while the spool watcher runs", registry=r
         )
         self.registry_reachable = Gauge(
             "uploaderd_registry_reachable", "1 when the registry answered lately", registry=r
@@ -111,27 +108,80 @@ class DaemonMetrics(SilentObserver):
         return generate_latest(self.registry)
 
 
-Readiness = Callable[[], str | None]
-"""Returns None when ready, else what is not."""
+class QueueSource(Protocol):
+    """The journal, as the collector reads it."""
+
+    def queue_figures(self) -> QueueFigures: ...
 
 
-def metrics_app(metrics: DaemonMetrics, readiness: Readiness) -> web.Application:
-    async def scrape(request: web.Request) -> web.Response:
-        return web.Response(
-            body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+class HeldBytes(Protocol):
+    """The engine's byte budget, as the collector reads it."""
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    @property
+    def held(self) -> int: ...
 
-    async def readyz(request: web.Request) -> web.Response:
-        problem = readiness()
-        if problem is None:
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text=f"not ready: {problem}\n")
 
-    app = web.Application()
-    app.router.add_get("/metrics", scrape)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
+class Running(Protocol):
+    """The spool watcher, as the collector reads it."""
+
+    @property
+    def running(self) -> bool: ...
+
+
+STATE_GAUGES = {
+    "uploaderd_queue_files": "Files queued or in flight",
+    "uploaderd_queue_bytes": "Bytes of files queued or in flight",
+    "uploaderd_oldest_queued_file_age_seconds": "Age of the oldest queued file",
+    "uploaderd_readahead_bytes": "Layer bytes held in memory (read-ahead)",
+    "uploaderd_watcher_up": "1 while the spool watcher runs",
+}
+"""The gauges read at scrape time, name and help; dashboards and alerts are written against them."""
+
+
+class DaemonStateCollector:
+    """The daemon's state gauges, read from their owners on every scrape.
+
+    A journal that cannot be read leaves the queue gauges out of that scrape
+    instead of failing it: a failed scrape would hide every other metric and
+    look like a daemon that is down.  The daemon's own writes to that journal
+    fail too, and those pause intake and log what to fix.
+    """
+
+    def __init__(
+        self,
+        journal: QueueSource,
+        budget: HeldBytes,
+        watcher: Running,
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.journal = journal
+        self.budget = budget
+        self.watcher = watcher
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """Lets the registry refuse a second metric of the same name at registration."""
+        for name, documentation in STATE_GAUGES.items():
+            yield GaugeMetricFamily(name, documentation)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, value in self._values().items():
+            yield GaugeMetricFamily(name, STATE_GAUGES[name], value=value)
+
+    def _values(self) -> dict[str, float]:
+        values: dict[str, float] = {
+            "uploaderd_readahead_bytes": self.budget.held,
+            "uploaderd_watcher_up": 1 if self.watcher.running else 0,
+        }
+        try:
+            figures = self.journal.queue_figures()
+        except JournalError:
+            return values
+        oldest = figures.oldest_queued_at
+        return values | {
+            "uploaderd_queue_files": figures.files,
+            "uploaderd_queue_bytes": figures.bytes,
+            "uploaderd_oldest_queued_file_age_seconds": time.time() - oldest if oldest else 0,
+        }

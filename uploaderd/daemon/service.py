@@ -17,28 +17,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
-from aiohttp import web
-from anyio.abc import TaskStatus
 
-from uploaderd.daemon import logs
+from uploaderd.daemon import http, logs
 from uploaderd.daemon.filepush import FilePush
 from uploaderd.daemon.finished import Archiver
 from uploaderd.daemon.intake import Intake
 from uploaderd.daemon.journal import JOURNAL_NAME, Journal
-from uploaderd.daemon.metrics import DaemonMetrics, metrics_app
+from uploaderd.daemon.metrics import DaemonMetrics, DaemonStateCollector
 from uploaderd.daemon.observer import DaemonObserver
 from uploaderd.daemon.spool import walk
 from uploaderd.daemon.systemd import SystemdNotifier
 from uploaderd.daemon.watcher import Seen, Settler, SpoolWatcher
 from uploaderd.engine.scheduler import UploadEngine
-from uploaderd.errors import ConfigurationError, ErrorCode, TransientRegistryError, UploaderError
+from uploaderd.errors import (
+    ConfigurationError,
+    ErrorCode,
+    JournalError,
+    TransientRegistryError,
+    UploaderError,
+)
 from uploaderd.registry.base import Registry
 from uploaderd.registry.choice import open_registry
 from uploaderd.settings import DaemonSettings, plan_reload
 from uploaderd.sizes import MIB
 
 REACHABILITY_INTERVAL = 15.0
-GAUGE_INTERVAL = 1.0
+STATUS_INTERVAL = 1.0
+"""How often systemd's STATUS= line is refreshed; metrics are read at scrape time."""
 
 
 @dataclass
@@ -81,6 +86,7 @@ class Daemon:
         self.watcher = SpoolWatcher(settings.watch, self.settler, self.rescan)
         self.observer = DaemonObserver(journal, metrics)
         self.engine = UploadEngine(registry, settings.engine_settings(), self.observer)
+        DaemonStateCollector(journal, self.engine.budget, self.watcher, registry=metrics.registry)
         self.file_push = FilePush(
             journal=journal,
             engine=self.engine,
@@ -143,20 +149,22 @@ class Daemon:
         if released:
             logs.event("resuming interrupted files", files=released)
         async with anyio.create_task_group() as services:
-            await services.start(self._serve_metrics)
+            app = http.metrics_app(self.metrics, self.readiness)
+            host, port = self.settings.metrics_host, self.settings.metrics_port
+            metrics_urls: list[str] = await services.start(http.serve, app, host, port)
             await services.start(self.watcher.run)
             self.rescan()
             services.start_soon(self.settler.run)
             services.start_soon(self._rescan_loop)
-            services.start_soon(self._gauge_loop)
+            services.start_soon(self._status_loop)
             services.start_soon(self._watchdog_loop)
             services.start_soon(self._reachability_loop)
-            await self._work_until_signalled()
+            await self._work_until_signalled(metrics_urls)
             services.cancel_scope.cancel()
         self.notifier.status("stopped")
         logs.event("stopped")
 
-    async def _work_until_signalled(self) -> None:
+    async def _work_until_signalled(self, metrics_urls: list[str]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with anyio.create_task_group() as workers:
                 for _ in range(self.settings.concurrency):
@@ -165,7 +173,7 @@ class Daemon:
                 logs.event(
                     "ready",
                     watch=str(self.settings.watch),
-                    metrics=f"http://{self.settings.metrics_address}/metrics",
+                    metrics=",".join(f"{url}/metrics" for url in metrics_urls),
                 )
                 async for signum in signals:
                     if signum == signal.SIGHUP:
@@ -205,25 +213,6 @@ class Daemon:
             needs_restart=",".join(plan.needs_restart) or "none",
         )
 
-    async def _serve_metrics(self, *, task_status: TaskStatus[None]) -> None:
-        runner = web.AppRunner(metrics_app(self.metrics, self.readiness), access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.settings.metrics_host, self.settings.metrics_port)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise ConfigurationError(
-                    f"cannot listen on {self.settings.metrics_address} for metrics: "
-                    f"{exc.strerror}; choose another --metrics-address",
-                    code=ErrorCode.METRICS_ADDRESS_IN_USE,
-                ) from None
-            task_status.started()
-            await anyio.sleep_forever()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await runner.cleanup()
-
     def readiness(self) -> str | None:
         if not self.watcher.running:
             return "the spool watcher is not running"
@@ -238,23 +227,19 @@ class Daemon:
             await anyio.sleep(self.settings.rescan_interval)
             self.rescan()
 
-    async def _gauge_loop(self) -> None:
+    async def _status_loop(self) -> None:
         while True:
-            figures = self.journal.queue_figures()
-            self.metrics.queue_files.set(figures.files)
-            self.metrics.queue_bytes.set(figures.bytes)
-            oldest = figures.oldest_queued_at
-            self.metrics.oldest_age.set(time.time() - oldest if oldest else 0)
-            self.metrics.readahead_bytes.set(self.engine.budget.held)
-            self.metrics.watcher_up.set(1 if self.watcher.running else 0)
             self.notifier.status(self._status_line())
-            await anyio.sleep(GAUGE_INTERVAL)
+            await anyio.sleep(STATUS_INTERVAL)
 
     def _status_line(self) -> str:
-        figures = self.journal.queue_figures()
+        try:
+            figures = self.journal.queue_figures()
+        except JournalError as exc:
+            return f"journal unreadable: {exc.message}"
         return (
-            f"queue {figures.files} files ({figures.bytes / MIB:.1f} MiB), "
-            f"{figures.in_flight} in flight"
+            f"queue {figures.waiting_files} waiting ({figures.waiting_bytes / MIB:.1f} MiB), "
+            f"{figures.in_flight_files} in flight ({figures.in_flight_bytes / MIB:.1f} MiB)"
         )
 
     async def _watchdog_loop(self) -> None:
