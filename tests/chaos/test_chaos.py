@@ -14,7 +14,6 @@ faults would be absorbed below uploaderd, invisibly.
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import sqlite3
 import time
@@ -27,6 +26,7 @@ import pytest
 
 from tests.e2e.conftest import RegistryProcess, start_registry
 from tests.e2e.daemon import DaemonProcess, start_daemon
+from tests.helpers import make_layer
 
 pytestmark = pytest.mark.e2e
 
@@ -101,7 +101,7 @@ class ChaosRun:
         for r, repository in enumerate(REPOSITORIES):
             size = SIZES[(phase + 3 * r) % len(SIZES)]
             name = f"p{phase:02d}-{size}.layer"
-            digest = write_renamed(self.daemon.watch / repository, name, size)
+            _, digest = make_layer(self.daemon.watch / repository, name, size)
             self.dropped.append(Dropped(repository, name, size, digest))
 
     def harvest(self) -> None:
@@ -132,16 +132,6 @@ class ChaosRun:
             env=DAEMON_ENV,
             log_name=f"daemon-{self.runs}.log",
         )
-
-
-def write_renamed(directory: Path, name: str, size: int) -> str:
-    """Written under a hidden temporary name, then renamed into place."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = os.urandom(size)
-    temporary = directory / f".{name}.tmp"
-    temporary.write_bytes(data)
-    temporary.rename(directory / name)
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def retries_by_reason(daemon: DaemonProcess) -> Counter[str]:
@@ -264,7 +254,7 @@ def test_a_non_json_answer_to_complete_layer_upload_loses_no_layer(
         # UploadLayerPart, CompleteLayerUpload: the 4th API request is the completion
         # (the next reachability ping is 15 s away).
         chaos_registry.set_faults("non-json-every=4")
-        digest = write_renamed(daemon.watch / "team/app", "tiny.layer", 1)
+        _, digest = make_layer(daemon.watch / "team/app", "tiny.layer", 1)
         daemon.wait_until(
             lambda: len(daemon.done_files()) + len(daemon.failed_files()) == 1, 30, "tiny.layer"
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import subprocess
@@ -16,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
+
+from uploaderd.testing import ecr_client
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEUPLOADERD",
@@ -75,17 +75,6 @@ class RegistryProcess:
         with urllib.request.urlopen(url, timeout=30) as answer:
             data: bytes = answer.read()
             return data
-
-
-def ecr_client(url: str) -> Any:
-    """An aiobotocore ECR client for the local registry at ``url`` (an async context)."""
-    return get_session().create_client(
-        "ecr",
-        region_name="us-east-1",
-        endpoint_url=url,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
 
 
 def start_registry(storage: Path, *options: str) -> RegistryProcess:
@@ -167,17 +156,3 @@ def push(
         check=False,
     )
     return PushRun(done.returncode, done.stdout, done.stderr)
-
-
-def random_layer(directory: Path, name: str, size: int) -> tuple[Path, str]:
-    """An incompressible layer file and its digest, written in 1 MiB steps."""
-    path = directory / name
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        remaining = size
-        while remaining:
-            chunk = os.urandom(min(remaining, 1 << 20))
-            digest.update(chunk)
-            out.write(chunk)
-            remaining -= len(chunk)
-    return path, "sha256:" + digest.hexdigest()

@@ -10,7 +10,6 @@ is still uploaded.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -28,24 +27,13 @@ import pytest
 
 from tests.e2e.conftest import RegistryProcess, start_registry, uploaderd_env
 from tests.e2e.daemon import DaemonProcess, start_daemon
+from tests.helpers import digest_of, write_renamed
 
 pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 
 
 # --- helpers --------------------------------------------------------------------------
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def write_renamed(directory: Path, name: str, data: bytes) -> str:
-    directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{name}.tmp"
-    temporary.write_bytes(data)
-    temporary.rename(directory / name)
-    return digest_of(data)
 
 
 def events(daemon: DaemonProcess, name: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -17,20 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import RegistryProcess, start_registry, uploaderd_env
-from tests.e2e.daemon import start_daemon
+from tests.e2e.daemon import DaemonProcess, start_daemon
+from tests.helpers import make_layer
 
 MIB = 1024 * 1024
 pytestmark = pytest.mark.e2e
-
-
-def write_renamed(directory: Path, name: str, size: int) -> str:
-    """Write under a temporary name, then rename into place: the atomic contract."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = os.urandom(size)
-    temporary = directory / f".{name}.tmp"
-    temporary.write_bytes(data)
-    temporary.rename(directory / name)
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def write_slowly_in_place(directory: Path, name: str, size: int, steps: int = 4) -> str:
@@ -56,10 +48,11 @@ def test_twelve_files_in_three_repositories_are_uploaded_and_moved(
             repository = ["team/app", "team/base", "tools"][i % 3]
             size = [1, 3 * MIB, 5 * MIB + 1, 11 * MIB][i % 4]
             sizes.append(size)
-            writer = write_renamed if i % 2 == 0 else write_slowly_in_place
-            expected[(repository, f"layer{i}.tar")] = writer(
-                daemon.watch / repository, f"layer{i}.tar", size
-            )
+            directory, name = daemon.watch / repository, f"layer{i}.tar"
+            if i % 2 == 0:
+                _, expected[(repository, name)] = make_layer(directory, name, size)
+            else:
+                expected[(repository, name)] = write_slowly_in_place(directory, name, size)
 
         daemon.wait_until(lambda: len(daemon.done_files()) == 12, 120, "12 files in done/")
 
@@ -93,10 +86,10 @@ def test_kill_9_mid_layer_then_restart_completes_each_layer_exactly_once(tmp_pat
     try:
         daemon = start_daemon(tmp_path, server.url, "--part-size", "5MiB")
         digests = {
-            f"big{i}.tar": write_renamed(daemon.watch / "team/app", f"big{i}.tar", 36 * MIB)
+            f"big{i}.tar": make_layer(daemon.watch / "team/app", f"big{i}.tar", 36 * MIB)[1]
             for i in range(2)
         }
-        digests["small.tar"] = write_renamed(daemon.watch / "team/app", "small.tar", 1000)
+        _, digests["small.tar"] = make_layer(daemon.watch / "team/app", "small.tar", 1000)
 
         def mid_upload() -> bool:
             row = journal_row(daemon.state_dir, "big0.tar")
@@ -149,7 +142,7 @@ def test_sigterm_drains_exits_0_and_a_restart_finishes_the_rest(tmp_path: Path) 
             "5",
         )
         digests = {
-            f"l{i}.tar": write_renamed(daemon.watch / "team/app", f"l{i}.tar", 21 * MIB)
+            f"l{i}.tar": make_layer(daemon.watch / "team/app", f"l{i}.tar", 21 * MIB)[1]
             for i in range(6)
         }
         daemon.wait_until(lambda: server.stats()["parts_received"] >= 2, 60, "uploads under way")
@@ -212,12 +205,12 @@ def test_bad_files_end_in_failed_with_reasons_and_the_rest_upload(
     try:
         (daemon.watch / "team/app").mkdir(parents=True)
         (daemon.watch / "team/app/empty.tar").touch()
-        write_renamed(daemon.watch / "Team/App", "upper.tar", 100)
+        make_layer(daemon.watch / "Team/App", "upper.tar", 100)
         outside = tmp_path / "outside-secret"
         outside.write_text("not a layer")
         os.symlink(outside, daemon.watch / "team/app/link.tar")
         os.mkfifo(daemon.watch / "team/app/pipe")
-        good = write_renamed(daemon.watch / "team/app", "good.tar", 2 * MIB)
+        _, good = make_layer(daemon.watch / "team/app", "good.tar", 2 * MIB)
 
         daemon.wait_until(
             lambda: len(daemon.failed_files()) == 4 and len(daemon.done_files()) == 1,
@@ -254,11 +247,11 @@ def test_file_vanishing_before_upload_is_skipped_with_a_log_line(tmp_path: Path)
     )
     try:
         daemon = start_daemon(tmp_path, server.url, "--concurrency", "1", "--part-size", "5MiB")
-        write_renamed(daemon.watch / "team/app", "first.tar", 15 * MIB)
+        make_layer(daemon.watch / "team/app", "first.tar", 15 * MIB)
         daemon.wait_until(
             lambda: server.stats()["parts_received"] >= 1, 30, "first upload under way"
         )
-        write_renamed(daemon.watch / "team/app", "second.tar", 1000)
+        make_layer(daemon.watch / "team/app", "second.tar", 1000)
         daemon.wait_until(
             lambda: (journal_row(daemon.state_dir, "second.tar") or {}).get("state") == "queued",
             30,
@@ -282,7 +275,7 @@ def test_retry_failed_puts_files_back_and_they_upload(tmp_path: Path) -> None:
     server = start_registry(tmp_path / "storage")  # no auto-create: RepositoryNotFound
     try:
         daemon = start_daemon(tmp_path, server.url)
-        digest = write_renamed(daemon.watch / "team/app", "layer.tar", 1000)
+        _, digest = make_layer(daemon.watch / "team/app", "layer.tar", 1000)
         daemon.wait_until(lambda: len(daemon.failed_files()) == 1, 30, "a permanent failure")
         details = json.loads(
             (daemon.state_dir / "failed/team/app/layer.tar.error.json").read_text()
@@ -340,7 +333,7 @@ def test_sighup_reloads_the_config_file_and_refuses_a_bad_one(
     config.write_text("delete_uploaded = false\n")
     daemon = start_daemon(tmp_path, registry.url, "--config", str(config))
     try:
-        write_renamed(daemon.watch / "team/app", "kept.tar", 100)
+        make_layer(daemon.watch / "team/app", "kept.tar", 100)
         daemon.wait_until(lambda: len(daemon.done_files()) == 1, 30, "kept.tar in done/")
 
         config.write_text("delete_uploaded = true\n")
@@ -348,7 +341,7 @@ def test_sighup_reloads_the_config_file_and_refuses_a_bad_one(
         daemon.wait_until(
             lambda: any(e["event"] == "reloaded" for e in daemon.log_events()), 10, "reload"
         )
-        digest = write_renamed(daemon.watch / "team/app", "deleted.tar", 100)
+        _, digest = make_layer(daemon.watch / "team/app", "deleted.tar", 100)
         daemon.wait_until(
             lambda: registry.stats()["completed"].get(f"team/app@{digest}") == 1, 30, "upload"
         )
@@ -365,5 +358,38 @@ def test_sighup_reloads_the_config_file_and_refuses_a_bad_one(
         refused = next(e for e in daemon.log_events() if e["event"] == "reload refused")
         assert f"'concurrency' in {config}" in refused["reason"]
         assert daemon.process.poll() is None
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_ready_line_names_the_port_bound_for_port_0(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    """Port 0 asks the kernel for any free port; the log line is how an operator learns it."""
+    watch, state_dir, log_path = tmp_path / "spool", tmp_path / "state", tmp_path / "daemon.log"
+    watch.mkdir()
+    command = [
+        *(sys.executable, "-m", "uploaderd", "run", "--watch", str(watch)),
+        *("--state-dir", str(state_dir), "--endpoint-url", registry.url),
+        *("--metrics-address", "127.0.0.1:0", "--log-format", "json", "--settle-seconds", "0.3"),
+    ]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=uploaderd_env())
+    daemon = DaemonProcess(process, watch, state_dir, "", log_path)
+    try:
+        daemon.wait_until(
+            lambda: any(e["event"] == "ready" for e in daemon.log_events()), 30, "ready"
+        )
+        ready = next(e for e in daemon.log_events() if e["event"] == "ready")
+        bound = re.fullmatch(r"(http://127\.0\.0\.1:(\d+))/metrics", ready["metrics"])
+        assert bound, ready
+        assert int(bound[2]) != 0
+        daemon.metrics_url = bound[1]
+        assert daemon.metric_sum("uploaderd_watcher_up") == 1
+
+        make_layer(watch / "team/app", "layer.tar", 1000)
+        daemon.wait_until(lambda: len(daemon.done_files()) == 1, 30, "layer.tar in done/")
+        assert daemon.metric_sum("uploaderd_layers_total", outcome="uploaded") == 1
+        assert daemon.metric_sum("uploaderd_queue_files") == 0
     finally:
         assert daemon.stop() == 0

@@ -18,7 +18,7 @@ from tests.deploy.test_deploy_files import ALERTS, DASHBOARD, alert_rules, exprs
 from tests.deploy.test_deploy_files import metric_names as promql_metric_names
 from tests.e2e.conftest import start_registry
 from tests.e2e.daemon import start_daemon
-from tests.e2e.test_daemon import write_renamed
+from tests.helpers import make_layer
 
 MIB = 1024 * 1024
 pytestmark = pytest.mark.e2e
@@ -58,7 +58,7 @@ def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> Scrape:
             tmp_path, registry.url, "--part-size", "5MiB", env={"AWS_MAX_ATTEMPTS": "1"}
         )
         try:
-            write_renamed(daemon.watch / "team/app", "layer.tar", 6 * MIB)
+            make_layer(daemon.watch / "team/app", "layer.tar", 6 * MIB)
             daemon.wait_until(lambda: len(daemon.done_files()) == 1, 60, "the layer uploaded")
             text = daemon.metrics()
         finally:

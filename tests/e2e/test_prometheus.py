@@ -28,8 +28,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import RegistryProcess
-from tests.e2e.daemon import DaemonProcess, free_port, start_daemon
-from tests.e2e.test_daemon import write_renamed
+from tests.e2e.daemon import DaemonProcess, start_daemon
+from tests.helpers import make_layer
+from uploaderd.testing import free_port
 
 MIB = 1024 * 1024
 pytestmark = pytest.mark.e2e
@@ -183,14 +184,14 @@ def test_prometheus_scrapes_throughput_outcomes_and_part_latency(
     batch = {"a.tar": 6 * MIB, "b.tar": 11 * MIB, "c.tar": 2 * MIB + 1}
     digests = {}
     for name, size in sizes.items():
-        digests[name] = write_renamed(daemon.watch / repositories[name], name, size)
+        _, digests[name] = make_layer(daemon.watch / repositories[name], name, size)
     bytes_total = "sum(uploaderd_uploaded_bytes_total)"
     warmup = sum(sizes.values())
     prometheus.wait_until(scraped_sum(prometheus, bytes_total, warmup), 20, "warm-up scraped")
     warmup_scraped = time.monotonic()
 
     for name, size in batch.items():
-        digests[name] = write_renamed(daemon.watch / repositories[name], name, size)
+        _, digests[name] = make_layer(daemon.watch / repositories[name], name, size)
         sizes[name] = size
     daemon.wait_until(lambda: len(daemon.done_files()) == 5, 30, "the batch uploaded")
     # The same bytes as a.tar again: the registry has them, so no byte is sent.
@@ -279,7 +280,7 @@ def test_journald_priority_prefixes(
     try:
         (daemon.watch / "team/app").mkdir(parents=True)
         (daemon.watch / "team/app/empty.tar").touch()
-        write_renamed(daemon.watch / "team/app", "layer.tar", 1000)
+        make_layer(daemon.watch / "team/app", "layer.tar", 1000)
         daemon.wait_until(
             lambda: len(daemon.done_files()) == 1 and len(daemon.failed_files()) == 1,
             30,

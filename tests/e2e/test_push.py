@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import RegistryProcess, push, random_layer, start_registry
+from tests.e2e.conftest import RegistryProcess, push, start_registry
+from tests.helpers import make_layer
+from uploaderd.testing import free_port
 
 MIB = 1024 * 1024
 PART = 5 * MIB
@@ -29,7 +31,7 @@ def test_layers_of_awkward_sizes_arrive_intact(registry: RegistryProcess, tmp_pa
         "two-parts": 2 * PART,
         "two-parts-plus": 2 * PART + 1,
     }
-    layers = {name: random_layer(tmp_path, name, size) for name, size in sizes.items()}
+    layers = {name: make_layer(tmp_path, name, size) for name, size in sizes.items()}
 
     run = push(
         registry.url, "team/app", *(p for p, _ in layers.values()), options=("--part-size", "5MiB")
@@ -50,7 +52,7 @@ def test_layers_of_awkward_sizes_arrive_intact(registry: RegistryProcess, tmp_pa
 
 
 def test_second_push_sends_no_part(registry: RegistryProcess, tmp_path: Path) -> None:
-    files = [random_layer(tmp_path, f"layer{i}", 6 * MIB)[0] for i in range(3)]
+    files = [make_layer(tmp_path, f"layer{i}", 6 * MIB)[0] for i in range(3)]
     assert push(registry.url, "team/app", *files).returncode == 0
     parts_before = registry.stats()["requests"]["UploadLayerPart"]
 
@@ -69,7 +71,7 @@ def test_layers_upload_in_parallel_but_parts_of_one_layer_never_overlap(
         tmp_path / "storage", "--auto-create-repositories", "--fault", "latency=0.05"
     )
     try:
-        files = [random_layer(tmp_path, f"layer{i}", 3 * PART + 7)[0] for i in range(4)]
+        files = [make_layer(tmp_path, f"layer{i}", 3 * PART + 7)[0] for i in range(4)]
         run = push(
             server.url, "team/app", *files, options=("--concurrency", "4", "--part-size", "5MiB")
         )
@@ -98,7 +100,7 @@ def test_retries_recover_from_injected_faults(tmp_path: Path, faults: tuple[str,
         options += ["--fault", fault]
     server = start_registry(tmp_path / "storage", *options)
     try:
-        layers = [random_layer(tmp_path, f"layer{i}", 2 * PART + 1000 * i) for i in range(3)]
+        layers = [make_layer(tmp_path, f"layer{i}", 2 * PART + 1000 * i) for i in range(3)]
         run = push(server.url, "team/app", *(p for p, _ in layers), options=("--part-size", "5MiB"))
         assert run.returncode == 0, run.stderr + run.stdout
         for path, digest in layers:
@@ -115,7 +117,7 @@ def test_retries_recover_from_injected_faults(tmp_path: Path, faults: tuple[str,
 def test_bad_files_fail_alone_with_specific_messages(
     registry: RegistryProcess, tmp_path: Path
 ) -> None:
-    good, digest = random_layer(tmp_path, "good", 1234)
+    good, digest = make_layer(tmp_path, "good", 1234)
     empty = tmp_path / "empty"
     empty.touch()
     directory = tmp_path / "adir"
@@ -138,7 +140,7 @@ def test_bad_files_fail_alone_with_specific_messages(
 def test_invalid_repository_name_is_refused_before_any_request(
     registry: RegistryProcess, tmp_path: Path
 ) -> None:
-    path, _ = random_layer(tmp_path, "layer", 10)
+    path, _ = make_layer(tmp_path, "layer", 10)
     run = push(registry.url, "Team/App", path)
     assert run.returncode == 2
     assert "'Team/App' is not valid for ECR" in run.stderr
@@ -148,7 +150,7 @@ def test_invalid_repository_name_is_refused_before_any_request(
 def test_missing_repository_fails_with_advice(tmp_path: Path) -> None:
     server = start_registry(tmp_path / "storage")  # no auto-create
     try:
-        path, _ = random_layer(tmp_path, "layer", 10)
+        path, _ = make_layer(tmp_path, "layer", 10)
         run = push(server.url, "team/absent", path)
         assert run.returncode == 1
         error = run.records[0]["error"]
@@ -159,15 +161,8 @@ def test_missing_repository_fails_with_advice(tmp_path: Path) -> None:
         server.process.wait(timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_refused_connections_fail_in_bounded_time(tmp_path: Path) -> None:
-    path, _ = random_layer(tmp_path, "layer", 10)
+    path, _ = make_layer(tmp_path, "layer", 10)
     started = time.monotonic()
     run = push(
         f"http://127.0.0.1:{free_port()}",
@@ -213,7 +208,7 @@ def silent_server() -> Iterator[str]:
 def test_registry_that_never_answers_fails_in_bounded_time(
     silent_server: str, tmp_path: Path
 ) -> None:
-    path, _ = random_layer(tmp_path, "layer", 10)
+    path, _ = make_layer(tmp_path, "layer", 10)
     started = time.monotonic()
     run = push(
         silent_server,
@@ -232,7 +227,7 @@ def test_registry_answering_non_json_fails_with_a_clear_message(tmp_path: Path) 
         tmp_path / "storage", "--auto-create-repositories", "--fault", "non-json-every=1"
     )
     try:
-        path, _ = random_layer(tmp_path, "layer", 10)
+        path, _ = make_layer(tmp_path, "layer", 10)
         run = push(server.url, "team/app", path, options=("--max-attempts", "2"))
         assert run.returncode == 1
         message = run.records[0]["error"]["message"]

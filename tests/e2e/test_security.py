@@ -18,17 +18,12 @@ import pytest
 
 from tests.e2e.conftest import CREDENTIALS, RegistryProcess, start_registry, uploaderd_env
 from tests.e2e.daemon import start_daemon
+from tests.helpers import write_renamed
 from uploaderd.daemon.finished import PathEscapeError, contained
-from uploaderd.settings import Settings
+from uploaderd.settings import DaemonSettings, default_of, specs
 
 pytestmark = pytest.mark.e2e
 SESSION_TOKEN = "uploaderd-test-session-token-never-logged-FQoGZXIvYXdzEJr"
-
-
-def write_renamed(directory: Path, name: str, data: bytes) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f".{name}.tmp").write_bytes(data)
-    (directory / f".{name}.tmp").rename(directory / name)
 
 
 def test_secret_key_and_session_token_never_reach_logs_error_files_or_state(
@@ -122,7 +117,7 @@ def listening_addresses(pid: int) -> list[str]:
 
 
 def test_metrics_listen_on_loopback_by_default(registry: RegistryProcess, tmp_path: Path) -> None:
-    assert Settings.model_fields["metrics_address"].default == "127.0.0.1:9464"
+    assert default_of(specs(DaemonSettings)["metrics_address"]) == "127.0.0.1:9464"
     with socket.socket() as probe:
         try:
             probe.bind(("127.0.0.1", 9464))

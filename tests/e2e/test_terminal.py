@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import RegistryProcess, random_layer, running_registry, uploaderd_env
+from tests.e2e.conftest import RegistryProcess, running_registry, uploaderd_env
+from tests.helpers import make_layer
 
 MIB = 1024 * 1024
 pytestmark = pytest.mark.e2e
@@ -67,7 +68,7 @@ def push_command(registry: RegistryProcess, *arguments: str) -> list[str]:
 def test_live_display_updates_and_ends_with_every_outcome(
     slow_registry: RegistryProcess, tmp_path: Path
 ) -> None:
-    layers = [random_layer(tmp_path, f"layer{i}.tar", 12 * MIB + i) for i in range(3)]
+    layers = [make_layer(tmp_path, f"layer{i}.tar", 12 * MIB + i) for i in range(3)]
     command = push_command(slow_registry, "--part-size", "5MiB", *(str(p) for p, _ in layers))
     status, screen = run_on_pty(command)
 
@@ -83,7 +84,7 @@ def test_live_display_updates_and_ends_with_every_outcome(
 def test_no_progress_prints_plain_lines_even_on_a_terminal(
     slow_registry: RegistryProcess, tmp_path: Path
 ) -> None:
-    path, digest = random_layer(tmp_path, "layer.tar", 1000)
+    path, digest = make_layer(tmp_path, "layer.tar", 1000)
     command = push_command(slow_registry, "--no-progress", str(path))
     status, screen = run_on_pty(command)
     assert status == 0, screen

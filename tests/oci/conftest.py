@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PushRun, RegistryProcess, running_registry, uploaderd_env
+from uploaderd.testing import free_port
 
 REGISTRY = shutil.which("docker-registry")
 SKOPEO = shutil.which("skopeo")
@@ -61,15 +61,8 @@ class OciRegistryProcess:
             return exc.code, b""
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def start_oci_registry(directory: Path, *, htpasswd: Path | None = None) -> OciRegistryProcess:
-    port = _free_port()
+    port = free_port()
     auth = (
         f"auth:\n  htpasswd:\n    realm: uploaderd-test\n    path: {htpasswd}\n" if htpasswd else ""
     )

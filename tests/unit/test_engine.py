@@ -1,4 +1,4 @@
-"""The engine against an in-memory registry that applies ECR's part rules.
+"""The engine against ``uploaderd.testing.MemoryRegistry``, which applies ECR's part rules.
 
 These check the engine's own logic (ordering, resume, restart, budget) with
 exact control over faults; the end-to-end tests check the same behaviour
@@ -7,121 +7,19 @@ through the real process and the real wire protocol.
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio
 import pytest
 
+from tests.helpers import make_layer
 from uploaderd.engine.retry import RetryPolicy
 from uploaderd.engine.scheduler import EngineSettings, UploadEngine
-from uploaderd.errors import (
-    PartOutOfOrderError,
-    RegistryError,
-    TransientRegistryError,
-    UploadNotFoundError,
-)
 from uploaderd.model import FileIdentity, LayerJob, Outcome, ResumePoint
-from uploaderd.registry.base import (
-    Allocate,
-    PartBytes,
-    PartPayload,
-    PartSource,
-    UploadSession,
-    new_buffer,
-)
+from uploaderd.registry.base import PartBytes
 from uploaderd.sizes import MIB
+from uploaderd.testing import MemoryRegistry
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
-
-
-@dataclass
-class MemoryRegistry:
-    """Keeps uploads in memory and enforces partFirstByte == bytes received."""
-
-    part_size: int = 5 * MIB
-    layers: dict[str, bytes] = field(default_factory=dict)
-    uploads: dict[str, bytearray] = field(default_factory=dict)
-    parts_sent: int = 0
-    uploads_started: int = 0
-    in_flight: dict[str, int] = field(default_factory=dict)
-    max_same_upload_overlap: int = 0
-    max_uploads_in_flight: int = 0
-    throttle_next: int = 0
-    lose_answer_of_parts: set[int] = field(default_factory=set)
-    forget_upload_after_parts: int | None = None
-    silently_drop_parts: set[int] = field(default_factory=set)
-    completed: list[str] = field(default_factory=list)
-
-    memory_per_part_byte = 1.0
-
-    def encode_part(
-        self, session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
-    ) -> PartPayload:
-        data = allocate(source.length)  # the engine's recycled buffers, as real backends use
-        source.read_into(data)
-        return PartPayload(len(data), data)
-
-    async def ping(self) -> None:
-        pass
-
-    async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
-        return {d for d in digests if d not in self.layers}
-
-    async def start_upload(self, repository: str) -> UploadSession:
-        if self.throttle_next:
-            self.throttle_next -= 1
-            raise TransientRegistryError("slow down", code="ThrottlingException")
-        self.uploads_started += 1
-        upload_id = f"upload-{self.uploads_started}"
-        self.uploads[upload_id] = bytearray()
-        return UploadSession(repository, upload_id, self.part_size)
-
-    async def upload_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
-        data = part.wire
-        uid = session.upload_id
-        self.in_flight[uid] = self.in_flight.get(uid, 0) + 1
-        self.max_same_upload_overlap = max(self.max_same_upload_overlap, self.in_flight[uid])
-        busy = sum(1 for n in self.in_flight.values() if n)
-        self.max_uploads_in_flight = max(self.max_uploads_in_flight, busy)
-        try:
-            await anyio.sleep(0.005)
-            if uid not in self.uploads:
-                raise UploadNotFoundError("gone", code="UploadNotFoundException")
-            received = self.uploads[uid]
-            if first_byte != len(received):
-                raise PartOutOfOrderError("out of order", next_byte=len(received))
-            received.extend(data)
-            self.parts_sent += 1
-            if self.parts_sent in self.silently_drop_parts:
-                del received[first_byte:]  # acknowledged, then lost: the client must go back
-                return first_byte + len(data) - 1
-            if self.parts_sent in self.lose_answer_of_parts:
-                raise TransientRegistryError("connection reset", code="ConnectionClosedError")
-            if self.forget_upload_after_parts == self.parts_sent:
-                del self.uploads[uid]
-            return len(received) - 1
-        finally:
-            self.in_flight[uid] -= 1
-
-    async def complete_upload(self, session: UploadSession, digest: str) -> None:
-        if session.upload_id not in self.uploads:
-            raise UploadNotFoundError("gone", code="UploadNotFoundException")
-        data = bytes(self.uploads.pop(session.upload_id))
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            raise RegistryError("digest mismatch", code="InvalidLayerException")
-        self.layers[digest] = data
-        self.completed.append(digest)
-
-
-def make_layer(tmp_path: Path, name: str, size: int) -> tuple[Path, str]:
-    data = os.urandom(size)
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path, "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def engine_for(registry: MemoryRegistry, **overrides: object) -> UploadEngine:

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 from types_aiobotocore_ecr import ECRClient
 
+from tests.helpers import digest_of
 from uploaderd.localregistry import (
     REGISTRY_ID,
     Fault,
@@ -33,6 +31,7 @@ from uploaderd.localregistry import (
     parse_fault,
     serve_forever,
 )
+from uploaderd.testing import ecr_client, running_local_registry
 
 MIB = 1024 * 1024
 REPO = "team/app"
@@ -42,43 +41,17 @@ REPO = "team/app"
 NO_RETRIES = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
-@asynccontextmanager
-async def running(tmp_path: Path, **options: Any) -> AsyncIterator[LocalRegistry]:
-    config = LocalRegistryConfig(storage=tmp_path / "registry", **options)
-    async with LocalRegistry(config) as registry:
-        yield registry
-
-
-@asynccontextmanager
-async def ecr_client(
-    registry: LocalRegistry, config: AioConfig = NO_RETRIES
-) -> AsyncIterator[ECRClient]:
-    async with get_session().create_client(
-        "ecr",
-        region_name="us-east-1",
-        endpoint_url=registry.url,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=config,
-    ) as client:
-        yield client
-
-
 @pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[LocalRegistry]:
-    async with running(tmp_path) as registry:
+    async with running_local_registry(tmp_path / "registry") as registry:
         yield registry
 
 
 @pytest.fixture
 async def ecr(registry: LocalRegistry) -> AsyncIterator[ECRClient]:
-    async with ecr_client(registry) as client:
+    async with ecr_client(registry.url, NO_RETRIES) as client:
         await client.create_repository(repositoryName=REPO)
         yield client
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 async def upload_part(ecr: ECRClient, upload_id: str, first: int, data: bytes) -> int:
@@ -273,8 +246,8 @@ async def test_repositories_are_created_on_first_use_only_when_configured(
     tmp_path: Path,
 ) -> None:
     async with (
-        running(tmp_path, auto_create_repositories=True) as registry,
-        ecr_client(registry) as ecr,
+        running_local_registry(tmp_path / "registry", auto_create_repositories=True) as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
     ):
         await ecr.initiate_layer_upload(repositoryName="fresh/repo")
         described = await ecr.describe_repositories()
@@ -384,8 +357,10 @@ async def test_missing_layers_are_failures_by_default(ecr: ECRClient) -> None:
 
 async def test_missing_layers_can_be_reported_unavailable(tmp_path: Path) -> None:
     async with (
-        running(tmp_path, missing_as_unavailable=True, auto_create_repositories=True) as reg,
-        ecr_client(reg) as ecr,
+        running_local_registry(
+            tmp_path / "registry", missing_as_unavailable=True, auto_create_repositories=True
+        ) as reg,
+        ecr_client(reg.url, NO_RETRIES) as ecr,
     ):
         missing = digest_of(b"missing")
         answer = await ecr.batch_check_layer_availability(
@@ -595,10 +570,16 @@ def test_cli_arguments_build_the_config(tmp_path: Path) -> None:
 
 
 async def test_layers_survive_a_restart(tmp_path: Path) -> None:
-    async with running(tmp_path) as registry, ecr_client(registry) as ecr:
+    async with (
+        running_local_registry(tmp_path / "registry") as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
         await ecr.create_repository(repositoryName=REPO)
         digest = await push_layer(ecr, b"kept")
-    async with running(tmp_path) as registry, ecr_client(registry) as ecr:
+    async with (
+        running_local_registry(tmp_path / "registry") as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
         answer = await ecr.batch_check_layer_availability(
             repositoryName=REPO, layerDigests=[digest]
         )

@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from anyio.abc import Process
 
 from uploaderd.localregistry import LocalRegistry, LocalRegistryConfig
 from uploaderd.sizes import MIB
+from uploaderd.testing import free_port
 
 SAMPLE_LAYERS = {
     "demo/app": {"base.tar": 25 * MIB + 17, "deps.tar": 12 * MIB},
@@ -55,13 +55,6 @@ def _drop_samples(spool: Path) -> dict[tuple[str, str], str]:
             (directory / f".{name}.tmp").rename(directory / name)
             digests[(repository, name)] = "sha256:" + hashlib.sha256(data).hexdigest()
     return digests
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _get(url: str) -> bytes:
@@ -130,7 +123,7 @@ async def run(args: argparse.Namespace) -> int:
         env = {**os.environ, **DEMO_CREDENTIALS}
         async with LocalRegistry(config) as registry:
             print(f"local ECR-compatible registry on {registry.url}")
-            metrics_url = f"http://127.0.0.1:{_free_port()}"
+            metrics_url = f"http://127.0.0.1:{free_port()}"
             command = [
                 *UPLOADERD,
                 "run",
