@@ -14,8 +14,8 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import concurrency, harness, memory, pickup, push, skopeo, small, startup
-from benchmarks.harness import Figure
+from benchmarks import concurrency, memory, pickup, push, record, skopeo, small, startup
+from benchmarks.record import Figure
 
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     push.NAME: push.run,
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     # Taken before running: the figures describe the code as it was when they started.
-    commit = harness.git_commit()
+    commit = record.git_commit()
     commits = {name: MEASURED_COMMIT.get(name, str)(commit) for name in names}
     failed = []
     for name in names:
@@ -73,9 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\nbenchmark {name} FAILED, nothing recorded: {exc}", file=sys.stderr)
             failed.append(name)
             continue
-        harness.append_results(figures, command, commits[name])
+        record.append_results(figures, command, commits[name])
     print(
-        f"\nrecorded in {harness.RESULTS_PATH} (commit {', '.join(sorted(set(commits.values())))})"
+        f"\nrecorded in {record.RESULTS_PATH} (commit {', '.join(sorted(set(commits.values())))})"
     )
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

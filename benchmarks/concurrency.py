@@ -20,8 +20,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import harness
-from benchmarks.harness import MIB, Figure
+from benchmarks import harness, measure, record, servers
+from benchmarks.harness import MIB
+from benchmarks.record import Figure
 
 NAME = "concurrency"
 LAYERS = 8
@@ -45,7 +46,7 @@ def run(*, quick: bool) -> list[Figure]:
             wall, own = _push_seconds(files, level)
             rates[level], own_rates[level] = total_mib / wall, total_mib / own
     base, own_base = rates[LEVELS[0]], own_rates[LEVELS[0]]
-    harness.print_table(
+    record.print_table(
         f"concurrency: {LAYERS} x {layer_size // MIB} MiB, {LATENCY_SECONDS * 1000:.0f} ms "
         "per request (without start-up: as the push times itself)",
         [
@@ -85,7 +86,7 @@ def run(*, quick: bool) -> list[Figure]:
 
 def _push_seconds(files: Sequence[Path], level: int) -> tuple[float, float]:
     """The push's wall time, and its own timing from its summary line."""
-    with harness.local_registry("--fault", f"latency={LATENCY_SECONDS}") as registry:
+    with servers.local_registry("--fault", f"latency={LATENCY_SECONDS}") as registry:
         argv = harness.push_argv(
             files,
             repository=f"bench/concurrency-{level}",
@@ -93,8 +94,8 @@ def _push_seconds(files: Sequence[Path], level: int) -> tuple[float, float]:
             concurrency=level,
             memory_budget="256MiB",
         )
-        child = harness.run_measured(argv, harness.push_environment())
-        completed = harness.completed_layers(registry.stats())
+        child = measure.run_measured(argv, harness.push_environment())
+        completed = servers.completed_layers(registry.stats())
     outcomes = harness.push_outcomes(child.stdout)
     if child.returncode != 0 or outcomes.count("uploaded") != LAYERS or completed != LAYERS:
         raise harness.BenchmarkError(

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import daemon, harness
+from benchmarks import daemon, harness, record, servers
 from benchmarks.daemon import DaemonExit
-from benchmarks.harness import GIB, MIB, BenchmarkError, Figure
+from benchmarks.harness import GIB, MIB, BenchmarkError
+from benchmarks.record import Figure
 
 NAME = "memory"
 BUDGET_MIB = 256
@@ -63,7 +64,7 @@ def run(*, quick: bool) -> list[Figure]:
     shapes = QUICK_SHAPES if quick else FULL_SHAPES
     results = [_measure(index, shape) for index, shape in enumerate(shapes)]
     small, large = results[0], results[1]
-    harness.print_table(
+    record.print_table(
         f"memory: daemon peak RSS with --memory-budget {BUDGET_MIB}MiB",
         [
             (
@@ -115,7 +116,7 @@ def _measure(index: int, shape: Shape) -> Measured:
     timeout = 120 + shape.total / MIB / SLOWEST_MIB_PER_S
     print(f"memory: writing {shape.label} of random data ...", flush=True)
     with (
-        harness.local_registry() as registry,
+        servers.local_registry() as registry,
         tempfile.TemporaryDirectory(prefix="uploaderd-bench-memory-") as directory,
     ):
         root = Path(directory)
@@ -133,7 +134,7 @@ def _measure(index: int, shape: Shape) -> Measured:
             )
             seconds = time.monotonic() - started
             ended = process.stop()
-        completed = harness.completed_layers(registry.stats())
+        completed = servers.completed_layers(registry.stats())
     if ended.returncode != 0 or completed != shape.count:
         raise BenchmarkError(
             f"memory {shape.label}: daemon rc {ended.returncode}, registry completed "

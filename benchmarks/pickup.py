@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import daemon, harness
+from benchmarks import daemon, record, servers
 from benchmarks.daemon import DaemonProcess, event_time
-from benchmarks.harness import BenchmarkError, Figure
+from benchmarks.harness import BenchmarkError
+from benchmarks.record import Figure
 
 NAME = "pickup"
 FILES = 30
@@ -40,7 +41,7 @@ TS_RESOLUTION = 0.001
 def run(*, quick: bool) -> list[Figure]:
     del quick  # thirty 16 KiB files take seconds either way
     with (
-        harness.local_registry() as registry,
+        servers.local_registry() as registry,
         tempfile.TemporaryDirectory(prefix="uploaderd-bench-pickup-") as directory,
     ):
         root = Path(directory)
@@ -56,7 +57,7 @@ def run(*, quick: bool) -> list[Figure]:
     queued_ms = [queued for queued, _ in measured]
     uploaded_ms = [uploaded for _, uploaded in measured]
     median, p90 = statistics.median(queued_ms), _p90(queued_ms)
-    harness.print_table(
+    record.print_table(
         f"pickup: {FILES} files of {FILE_SIZE // 1024} KiB renamed in one at a time",
         [
             (

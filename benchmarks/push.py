@@ -9,8 +9,9 @@ own (wait4), compared with the memory budget it was given.
 
 from __future__ import annotations
 
-from benchmarks import harness
-from benchmarks.harness import MIB, Figure
+from benchmarks import harness, measure, record, servers
+from benchmarks.harness import MIB
+from benchmarks.record import Figure
 from benchmarks.wirelimit import STDLIB_BASE64, wire_limit_seconds
 
 NAME = "push"
@@ -26,7 +27,7 @@ RSS_ALLOWANCE_MIB = 80
 def run(*, quick: bool) -> list[Figure]:
     layer_size = QUICK_LAYER_SIZE if quick else FULL_LAYER_SIZE
     total_mib = LAYERS * layer_size / MIB
-    with harness.temporary_layers(LAYERS, layer_size) as files, harness.local_registry() as reg:
+    with harness.temporary_layers(LAYERS, layer_size) as files, servers.local_registry() as reg:
         before = wire_limit_seconds(files)
         argv = harness.push_argv(
             files,
@@ -35,10 +36,10 @@ def run(*, quick: bool) -> list[Figure]:
             concurrency=CONCURRENCY,
             memory_budget=f"{BUDGET_MIB}MiB",
         )
-        child = harness.run_measured(argv, harness.push_environment())
+        child = measure.run_measured(argv, harness.push_environment())
         after = wire_limit_seconds(files)
         old_reference = wire_limit_seconds(files, encode=STDLIB_BASE64)
-        completed = harness.completed_layers(reg.stats())
+        completed = servers.completed_layers(reg.stats())
     outcomes = harness.push_outcomes(child.stdout)
     uploaded = outcomes.count("uploaded")
     if child.returncode != 0 or uploaded != LAYERS or completed != LAYERS:
@@ -50,7 +51,7 @@ def run(*, quick: bool) -> list[Figure]:
     wire_rate = total_mib / min(before, after)
     old_wire_rate = total_mib / old_reference
     rss_mib = child.peak_rss_bytes / MIB
-    harness.print_table(
+    record.print_table(
         f"push: {LAYERS} x {layer_size // MIB} MiB, concurrency {CONCURRENCY}",
         [
             (

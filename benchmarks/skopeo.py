@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks import harness
-from benchmarks.harness import MIB, BenchmarkError, Figure
+from benchmarks import harness, measure, record
+from benchmarks.harness import MIB, BenchmarkError
+from benchmarks.record import Figure
 
 NAME = "skopeo"
 LAYERS = 4
@@ -140,7 +141,7 @@ def run(*, quick: bool) -> list[Figure]:
         layout = Path(scratch) / "layout"
         write_layout(layout, layer_size)
         with distribution_registry() as host:
-            copy = harness.run_measured(
+            copy = measure.run_measured(
                 [
                     skopeo,
                     "--insecure-policy",
@@ -152,7 +153,7 @@ def run(*, quick: bool) -> list[Figure]:
                 harness.push_environment(),
             )
         with distribution_registry() as host:
-            push = harness.run_measured(
+            push = measure.run_measured(
                 [
                     harness.uploaderd_executable(),
                     "push",
@@ -173,7 +174,7 @@ def run(*, quick: bool) -> list[Figure]:
         if child.returncode != 0:
             raise BenchmarkError(f"{who} failed (rc {child.returncode}):\n{child.stderr[-3000:]}")
     ours, theirs = total_mib / push.wall_seconds, total_mib / copy.wall_seconds
-    harness.print_table(
+    record.print_table(
         f"skopeo: an OCI layout of {LAYERS} x {layer_size // MIB} MiB to docker-registry",
         [
             (

@@ -17,8 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import daemon, harness
-from benchmarks.harness import GIB, MIB, BenchmarkError, Figure
+from benchmarks import daemon, harness, measure, record, servers
+from benchmarks.harness import GIB, MIB, BenchmarkError
+from benchmarks.record import Figure
 
 NAME = "small"
 FULL_LAYERS = 2000
@@ -36,7 +37,7 @@ def run(*, quick: bool) -> list[Figure]:
     count = QUICK_LAYERS if quick else FULL_LAYERS
     harness.require_free_disk(2 * (count * LAYER_SIZE + BIG_LAYER_SIZE) + GIB)
     with (
-        harness.local_registry() as registry,
+        servers.local_registry() as registry,
         tempfile.TemporaryDirectory(prefix="uploaderd-bench-small-") as directory,
     ):
         root = Path(directory)
@@ -55,7 +56,7 @@ def run(*, quick: bool) -> list[Figure]:
             observed = time.time() - first_rename
             last_done = (process.state_dir / "done" / REPOSITORY).stat().st_mtime
             ended = process.stop()
-        completed = harness.completed_layers(registry.stats())
+        completed = servers.completed_layers(registry.stats())
     if ended.returncode != 0 or completed != count + 1:
         raise BenchmarkError(
             f"small: daemon rc {ended.returncode}, registry completed {completed} of "
@@ -65,7 +66,7 @@ def run(*, quick: bool) -> list[Figure]:
     layers_per_s = count / seconds
     small_mib_s = count * LAYER_SIZE / MIB / seconds
     big_mib_s = BIG_LAYER_SIZE / MIB / big_seconds
-    harness.print_table(
+    record.print_table(
         f"small: {count} x {LAYER_SIZE // 1024} KiB through the daemon (concurrency "
         f"{CONCURRENCY}) vs 1 x {BIG_LAYER_SIZE // MIB} MiB through uploaderd push",
         [
@@ -115,7 +116,7 @@ def _push_big(path: Path, endpoint_url: str) -> tuple[float, float]:
         concurrency=CONCURRENCY,
         memory_budget=BUDGET,
     )
-    child = harness.run_measured(argv, harness.push_environment(), timeout=600)
+    child = measure.run_measured(argv, harness.push_environment(), timeout=600)
     path.unlink()
     records = [json.loads(line) for line in child.stdout.splitlines() if line.strip()]
     if child.returncode != 0 or [r["outcome"] for r in records] != ["uploaded"]:

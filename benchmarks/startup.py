@@ -4,7 +4,7 @@ Every invocation an operator or a script makes (``status`` in a monitoring loop,
 ``--version`` in a deploy check) pays the interpreter's start-up plus the import of
 everything the CLI module pulls in, so this is timed as the whole process, the way a
 shell sees it: wall-clock from spawn to reap, plus the child's own user+sys CPU (from
-wait4, in ``harness.run_measured``). The reference is ``python -c pass`` with the same
+wait4, in ``measure.run_measured``). The reference is ``python -c pass`` with the same
 interpreter, directory and environment in the same run: what is left above it is
 uploaderd's own cost, which is what an import refactor can change.
 
@@ -34,8 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import harness
-from benchmarks.harness import BenchmarkError, ChildRun, Figure
+from benchmarks import measure, record
+from benchmarks.harness import BenchmarkError
+from benchmarks.measure import ChildRun
+from benchmarks.record import Figure
 
 NAME = "startup"
 SOURCE_ENV = "UPLOADERD_BENCH_SOURCE"
@@ -82,7 +84,7 @@ def measured_commit(default: str) -> str:
     """The commit the rows should name: the source checkout's (with its path) when one
     is given, else ``default``, the main checkout's, which the dispatcher passes in."""
     source = source_checkout()
-    return default if source is None else f"{harness.git_commit(source)} ({source})"
+    return default if source is None else f"{record.git_commit(source)} ({source})"
 
 
 def run(*, quick: bool) -> list[Figure]:
@@ -98,7 +100,7 @@ def run(*, quick: bool) -> list[Figure]:
         # since opening the journal creates its schema (in the warm-up round).
         sqlite3.connect(state_dir / "journal.sqlite").close()
         env = child_environment(source)
-        imported = imported_uploaderd(workdir, env, source or harness.REPO_ROOT)
+        imported = imported_uploaderd(workdir, env, source or record.REPO_ROOT)
         commands = [
             Command("python -c pass", ("-c", "pass")),
             Command(
@@ -168,7 +170,7 @@ def time_round_robin(
 
 
 def _run(args: Sequence[str], workdir: Path, env: dict[str, str]) -> ChildRun:
-    return harness.run_measured([sys.executable, *args], env, COMMAND_TIMEOUT, cwd=workdir)
+    return measure.run_measured([sys.executable, *args], env, COMMAND_TIMEOUT, cwd=workdir)
 
 
 def _check_exit(command: Command, child: ChildRun) -> None:
@@ -198,7 +200,7 @@ def report(
         if median.returncode:
             value += f"; exited {median.returncode} (usage error)"
         rows.append((command.label, value))
-    harness.print_table(f"startup: medians of {repeats} whole-process runs each, round-robin", rows)
+    record.print_table(f"startup: medians of {repeats} whole-process runs each, round-robin", rows)
 
 
 def figures(commands: Sequence[Command], medians: Sequence[Medians]) -> list[Figure]:
