@@ -10,9 +10,10 @@ Two registries, for two kinds of test:
   own boto client at its ``url`` to test a whole set-up over the real wire protocol;
   :func:`ecr_client` opens an aiobotocore client on it to look at what arrived.
 
-uploaderd's own tests and ``uploaderd demo`` use these same ones.  This is the one
-module of the product that imports ``uploaderd.localregistry``, and nothing else in
-the product imports it: the registry stays a fair judge of the client.
+uploaderd's own tests and ``uploaderd demo`` use these same ones.  Beside the demo
+and ``uploaderd local-registry``, this is the only module of the product that
+imports ``uploaderd.localregistry``, and nothing but the demo imports this one:
+the registry stays a fair judge of the client.
 """
 
 from __future__ import annotations

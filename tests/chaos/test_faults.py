@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from types_aiobotocore_ecr import ECRClient
 
 from tests.unit.test_localregistry import upload_part
-from uploaderd.localregistry import LocalRegistry, LocalRegistryConfig, parse_fault
+from uploaderd.localregistry import LocalRegistry, parse_fault
 from uploaderd.localregistry.faults import SLOW_BODY_PIECES, FaultPlan
+from uploaderd.testing import ecr_client, running_local_registry
 
 REPO = "team/app"
 
@@ -37,26 +36,16 @@ def client_config(read_timeout: float = 10.0) -> AioConfig:
     )
 
 
-@asynccontextmanager
-async def running(tmp_path: Path, *faults: str) -> AsyncIterator[LocalRegistry]:
-    config = LocalRegistryConfig(
-        storage=tmp_path / "registry", auto_create_repositories=True, faults=faults
+def running(tmp_path: Path, *faults: str) -> AbstractAsyncContextManager[LocalRegistry]:
+    return running_local_registry(
+        tmp_path / "registry", auto_create_repositories=True, faults=faults
     )
-    async with LocalRegistry(config) as registry:
-        yield registry
 
 
-@asynccontextmanager
-async def client(registry: LocalRegistry, read_timeout: float = 10.0) -> AsyncIterator[ECRClient]:
-    async with get_session().create_client(
-        "ecr",
-        region_name="us-east-1",
-        endpoint_url=registry.url,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=client_config(read_timeout),
-    ) as ecr:
-        yield ecr
+def client(
+    registry: LocalRegistry, read_timeout: float = 10.0
+) -> AbstractAsyncContextManager[ECRClient]:
+    return ecr_client(registry.url, client_config(read_timeout))
 
 
 def set_faults(registry: LocalRegistry, *specs: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PushRun, RegistryProcess, running_registry, uploaderd_env
+from tests.helpers import digest_of
 from uploaderd.testing import free_port
 
 REGISTRY = shutil.which("docker-registry")
@@ -155,10 +155,6 @@ def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def layer_tar(size: int) -> bytes:
     """An uncompressed tar holding one file of ``size`` random bytes: a real layer."""
     out = io.BytesIO()
@@ -180,10 +176,10 @@ class Layout:
 
     @property
     def manifest_digest(self) -> str:
-        return sha256(self.manifest)
+        return digest_of(self.manifest)
 
     def blob(self, data: bytes) -> Path:
-        return self.root / "blobs" / "sha256" / sha256(data).removeprefix("sha256:")
+        return self.root / "blobs" / "sha256" / digest_of(data).removeprefix("sha256:")
 
 
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
@@ -204,7 +200,7 @@ def write_layout(
             "architecture": "amd64",
             "os": "linux",
             "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(layer) for layer in layers]},
+            "rootfs": {"type": "layers", "diff_ids": [digest_of(layer) for layer in layers]},
         }
     ).encode()
     manifest = json.dumps(
@@ -213,24 +209,24 @@ def write_layout(
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {
                 "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha256(config),
+                "digest": digest_of(config),
                 "size": len(config),
             },
             "layers": [
-                {"mediaType": layer_type, "digest": sha256(layer), "size": len(layer)}
+                {"mediaType": layer_type, "digest": digest_of(layer), "size": len(layer)}
                 for layer in layers
             ],
         }
     ).encode()
     for data in (config, manifest, *layers):
-        (blobs / sha256(data).removeprefix("sha256:")).write_bytes(data)
+        (blobs / digest_of(data).removeprefix("sha256:")).write_bytes(data)
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     index = {
         "schemaVersion": 2,
         "manifests": [
             {
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": sha256(manifest),
+                "digest": digest_of(manifest),
                 "size": len(manifest),
                 "annotations": {"org.opencontainers.image.ref.name": tag},
             }

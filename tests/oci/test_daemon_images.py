@@ -10,7 +10,8 @@ import pytest
 
 from tests.e2e.conftest import RegistryProcess
 from tests.e2e.daemon import start_daemon
-from tests.oci.conftest import OciRegistryProcess, sha256, skopeo, write_layout
+from tests.helpers import digest_of
+from tests.oci.conftest import OciRegistryProcess, skopeo, write_layout
 from tests.oci.test_image_ecr import batch_get_image
 
 MIB = 1024 * 1024
@@ -52,7 +53,7 @@ def test_layout_directory_and_image_tarball_are_pushed_whole_and_tagged(
             manifest = json.loads(layout.manifest)
             for descriptor in (manifest["config"], *manifest["layers"]):
                 fetched = ecr_registry.fetch_layer("team/app", descriptor["digest"])
-                assert sha256(fetched) == descriptor["digest"]
+                assert digest_of(fetched) == descriptor["digest"]
         # Blobs of an image are never taken as layers of repositories of their own.
         assert not any("blobs" in key for key in ecr_registry.stats()["completed"])
         pushed = [e for e in daemon.log_events() if e["event"] == "image pushed"]

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import RegistryProcess, ecr_client, push, start_registry
-from tests.oci.conftest import sha256, write_layout
+from tests.helpers import digest_of
+from tests.oci.conftest import write_layout
 
 MIB = 1024 * 1024
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,7 @@ def test_image_pushed_through_ecr_api_reads_back(
     manifest = json.loads(image["imageManifest"])
     for descriptor in (manifest["config"], *manifest["layers"]):
         fetched = registry.fetch_layer("team/app", descriptor["digest"])
-        assert sha256(fetched) == descriptor["digest"]
+        assert digest_of(fetched) == descriptor["digest"]
     assert again.returncode == 0, again.stderr
     assert {r["outcome"] for r in again.records} == {"exists"}
 
