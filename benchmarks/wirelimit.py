@@ -25,6 +25,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pybase64
@@ -38,15 +39,27 @@ FAST_BASE64: Encoder = pybase64.b64encode
 STDLIB_BASE64: Encoder = base64.b64encode
 
 
-def wire_limit_seconds(
+@dataclass(frozen=True, slots=True)
+class WireLimit:
+    """What the forced work took one thread: its wall time and its own CPU time."""
+
+    wall_seconds: float
+    cpu_seconds: float
+
+
+def wire_limit(
     files: Sequence[Path], part_size: int = DEFAULT_PART_SIZE, encode: Encoder = FAST_BASE64
-) -> float:
-    """Seconds one thread needs to do the forced per-byte work for ``files``."""
-    started = time.perf_counter()
+) -> WireLimit:
+    """The forced per-byte work for ``files``, done once by this thread.
+
+    The CPU time is the thread's own (``thread_time``): the benchmark's other
+    threads, if any, are not counted, just as only the push process's CPU is.
+    """
+    started, started_cpu = time.perf_counter(), time.thread_time()
     buffer = bytearray(part_size)
     for path in files:
         _push_work(path, buffer, encode)
-    return time.perf_counter() - started
+    return WireLimit(time.perf_counter() - started, time.thread_time() - started_cpu)
 
 
 def _push_work(path: Path, buffer: bytearray, encode: Encoder) -> str:
