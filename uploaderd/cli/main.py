@@ -8,6 +8,7 @@ finds the subcommand's name first, then builds and runs that one only.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -64,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert module is not None  # argparse refused any other command
     import anyio  # noqa: PLC0415  # after parsing: --help and --version never need it
 
+    # Everything imported so far lives as long as the process: keep the cyclic
+    # garbage collector from scanning it again and again while parts churn.
+    gc.freeze()
     try:
         try:
             status: int = anyio.run(module.run, args, backend_options={"use_uvloop": True})
