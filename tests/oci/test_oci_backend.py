@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from tests.oci.conftest import OciRegistryProcess, needs_tools, sha256
+from tests.helpers import digest_of
+from tests.oci.conftest import OciRegistryProcess, needs_tools
 from uploaderd.errors import (
     ConfigurationError,
     PartOutOfOrderError,
@@ -129,8 +130,8 @@ async def test_token_refused_is_a_permanent_error_naming_the_registry(
 async def _push_blob(registry: OciRegistry, repository: str, data: bytes) -> str:
     session = await registry.start_upload(repository)
     await registry.upload_part(session, 0, registry.encode_part(session, PartBytes(data)))
-    await registry.complete_upload(session, sha256(data))
-    return sha256(data)
+    await registry.complete_upload(session, digest_of(data))
+    return digest_of(data)
 
 
 @needs_tools

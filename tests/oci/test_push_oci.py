@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import digest_of
 from tests.oci.conftest import (
     PASSWORD,
     USER,
     OciRegistryProcess,
     needs_tools,
-    sha256,
     skopeo,
     uploaderd_push,
     write_layout,
@@ -47,7 +47,7 @@ def test_layers_arrive_intact_in_parts(oci_registry: OciRegistryProcess, tmp_pat
     assert run.returncode == 0, run.stderr
     assert [r["outcome"] for r in run.records] == ["uploaded", "uploaded"]
     for path in (small, big):
-        status, body = oci_registry.get(f"/v2/team/app/blobs/{sha256(path.read_bytes())}")
+        status, body = oci_registry.get(f"/v2/team/app/blobs/{digest_of(path.read_bytes())}")
         assert status == 200
         assert body == path.read_bytes()
     assert oci_registry.requests("PATCH") == 1 + 3  # parts in order, 5 MiB each
@@ -65,7 +65,7 @@ def test_image_from_oci_layout_round_trips_and_second_push_sends_nothing(
     assert run.returncode == 0, run.stderr
     assert f"tagged team/app:v1 {layout.manifest_digest}" in run.stderr
     assert sorted(r["digest"] for r in run.records) == sorted(
-        sha256(b) for b in (layout.config, *layout.layers)
+        digest_of(b) for b in (layout.config, *layout.layers)
     )
     raw = skopeo(
         "inspect", "--raw", "--tls-verify=false", f"docker://{oci_registry.host}/team/app:v1"
@@ -82,7 +82,7 @@ def test_image_from_oci_layout_round_trips_and_second_push_sends_nothing(
     assert done.returncode == 0, done.stderr
     assert (copied / "manifest.json").read_bytes() == layout.manifest
     for blob in (layout.config, *layout.layers):
-        assert (copied / sha256(blob).removeprefix("sha256:")).read_bytes() == blob
+        assert (copied / digest_of(blob).removeprefix("sha256:")).read_bytes() == blob
 
     patches = oci_registry.requests("PATCH")
     again = uploaderd_push(
@@ -111,7 +111,9 @@ def test_docker_save_archive_becomes_a_docker_v2_image(
     assert raw.returncode == 0, raw.stderr
     manifest = json.loads(raw.stdout)
     assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
-    assert [layer["digest"] for layer in manifest["layers"]] == [sha256(b) for b in layout.layers]
+    assert [layer["digest"] for layer in manifest["layers"]] == [
+        digest_of(b) for b in layout.layers
+    ]
     assert {layer["mediaType"] for layer in manifest["layers"]} == {
         "application/vnd.docker.image.rootfs.diff.tar"
     }
@@ -124,7 +126,7 @@ def test_docker_save_archive_becomes_a_docker_v2_image(
     )
     assert done.returncode == 0, done.stderr
     for layer in layout.layers:
-        assert (copied / sha256(layer).removeprefix("sha256:")).read_bytes() == layer
+        assert (copied / digest_of(layer).removeprefix("sha256:")).read_bytes() == layer
 
 
 def test_oci_layout_tarball_and_tag_flag(oci_registry: OciRegistryProcess, tmp_path: Path) -> None:
@@ -150,8 +152,8 @@ def _rewrite_manifest(layout_root: Path, edit: dict[str, str]) -> None:
     manifest = json.loads((layout_root / "blobs" / "sha256" / old).read_bytes())
     manifest["layers"][0].update(edit)
     raw = json.dumps(manifest).encode()
-    (layout_root / "blobs" / "sha256" / sha256(raw).removeprefix("sha256:")).write_bytes(raw)
-    index["manifests"][0].update(digest=sha256(raw), size=len(raw))
+    (layout_root / "blobs" / "sha256" / digest_of(raw).removeprefix("sha256:")).write_bytes(raw)
+    index["manifests"][0].update(digest=digest_of(raw), size=len(raw))
     (layout_root / "index.json").write_text(json.dumps(index))
 
 
