@@ -71,6 +71,7 @@ class ErrorCode(enum.StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "UnsupportedMediaType"
     NO_TAG = "NoTag"
     BLOBS_MISSING = "BlobsMissing"
+    IMAGE_INCOMPLETE = "ImageIncomplete"
     # the registry, as uploaderd names what both backends mean alike
     PART_OUT_OF_ORDER = "InvalidLayerPartException"
     UPLOAD_NOT_FOUND = "UploadNotFoundException"
@@ -138,6 +139,16 @@ class LayerChangedError(LayerFileError):
 
 class ImageError(UploaderError):
     """The image to push is malformed (missing or corrupt blob, unknown media type, ...)."""
+
+
+class ImageIncompleteError(ImageError):
+    """The image lacks a file it names, or a blob is shorter than its descriptor.
+
+    What a writer still at work leaves: the daemon waits for such an image
+    directory to change (up to ``image_settle_timeout``) instead of failing
+    it; ``push`` fails it at once like any other ``ImageError``.  A blob of
+    full size whose bytes are wrong is corrupt, not incomplete.
+    """
 
 
 class RegistryError(UploaderError):

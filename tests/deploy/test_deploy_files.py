@@ -41,6 +41,7 @@ DOCUMENTED_SETTINGS: dict[str, object] = {
     "part_size": None,
     "metrics_address": "127.0.0.1:9464",
     "settle_seconds": 1.0,
+    "image_settle_timeout": 600.0,
     "rescan_interval": 60.0,
     "delete_uploaded": False,
     "drain_timeout": 30.0,

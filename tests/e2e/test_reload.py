@@ -72,6 +72,7 @@ def test_sighup_applies_or_names_every_setting(registry: RegistryProcess, tmp_pa
         "state_dir": str(tmp_path / "other-state"),
         "metrics_address": f"127.0.0.1:{port + 1}",
         "settle_seconds": 0.5,
+        "image_settle_timeout": 120.0,
         "rescan_interval": 30.0,
         "delete_uploaded": True,
         "drain_timeout": 10.0,

@@ -66,7 +66,9 @@ def test_layout_directory_and_image_tarball_are_pushed_whole_and_tagged(
 def test_image_with_a_missing_blob_fails_whole_and_nothing_is_tagged(
     ecr_registry: RegistryProcess, tmp_path: Path
 ) -> None:
-    daemon = start_daemon(tmp_path, ecr_registry.url)
+    # Even renamed in, a directory lacking a blob is waited for (its writer may
+    # add it) until unchanged for --image-settle-timeout.
+    daemon = start_daemon(tmp_path, ecr_registry.url, "--image-settle-timeout", "1")
     try:
         repository = daemon.watch / "team/app"
         repository.mkdir(parents=True)
@@ -80,8 +82,8 @@ def test_image_with_a_missing_blob_fails_whole_and_nothing_is_tagged(
             "the broken image in failed/",
         )
         details = json.loads((daemon.state_dir / "failed/team/app/broken.error.json").read_text())
-        assert details["code"]
-        assert "sha256:" in details["message"] or "blob" in details["message"]
+        assert details["code"] == "ImageIncomplete"
+        assert layout.blob(layout.layers[1]).name in details["message"]
         assert (daemon.state_dir / "failed/team/app/broken/oci-layout").is_file()
         answer = batch_get_image(ecr_registry, "team/app", "broken")
         assert answer["images"] == []

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from uploaderd.daemon.decisions import Done, Fail, Pause, Postpone, backoff, decide
+from uploaderd.daemon.decisions import Done, Fail, ImageWait, Pause, Postpone, backoff, decide
 from uploaderd.errors import (
     CredentialsError,
     ErrorCode,
     ImageError,
+    ImageIncompleteError,
     JournalError,
     LayerChangedError,
     LayerFileError,
@@ -82,3 +85,65 @@ def test_backoff_doubles_and_is_jittered_below_its_ceiling() -> None:
     delays = [backoff(attempts, 300, highest) for attempts in range(1, 10)]
     assert delays == [2, 4, 8, 16, 32, 64, 128, 256, 300]
     assert backoff(4, 300, lambda low, high: low) == 8  # jitter picks from the upper half
+
+
+def waiting(error: UploaderError, unchanged_for: float, attempts: int = 1) -> object:
+    return decide(
+        error,
+        Outcome.FAILED,
+        attempts=attempts,
+        retry_max_delay=300,
+        settle_seconds=2,
+        jitter=highest,
+        image=ImageWait(unchanged_for, timeout=600),
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ImageIncompleteError("not there", code=ErrorCode.MISSING_BLOB, path=Path("blobs/x")),
+        ImageIncompleteError("short", code=ErrorCode.SIZE_MISMATCH),
+        ImageIncompleteError("without index.json", code=ErrorCode.INVALID_IMAGE),
+    ],
+)
+def test_an_incomplete_image_directory_waits_while_it_may_still_be_written(
+    error: UploaderError,
+) -> None:
+    assert waiting(error, unchanged_for=5, attempts=3) == Postpone(error, 8.0)
+    assert waiting(error, unchanged_for=597, attempts=9) == Postpone(error, 3.0)  # timeout first
+
+
+def test_an_image_directory_unchanged_for_the_timeout_fails_naming_what_is_missing() -> None:
+    error = ImageIncompleteError(
+        "the image names this blob but it is not there",
+        code=ErrorCode.MISSING_BLOB,
+        path=Path("/spool/team/img/blobs/sha256/abc"),
+    )
+    decision = waiting(error, unchanged_for=601)
+    assert isinstance(decision, Fail)
+    assert decision.error.code == ErrorCode.IMAGE_INCOMPLETE
+    assert "blobs/sha256/abc" in decision.error.message
+    assert "601 s" in decision.error.message
+    assert "image_settle_timeout" in decision.error.message
+
+
+def test_an_incomplete_archive_or_push_fails_at_once_and_corrupt_images_never_wait() -> None:
+    incomplete = ImageIncompleteError("not there", code=ErrorCode.MISSING_BLOB)
+    assert ends(incomplete) == Fail(incomplete)  # no directory to wait for: an archive
+    corrupt = ImageError("hashes to another digest", code=ErrorCode.DIGEST_MISMATCH)
+    assert waiting(corrupt, unchanged_for=0) == Fail(corrupt)
+
+
+def test_an_incomplete_image_that_changed_during_its_push_is_tried_after_the_settle_time() -> None:
+    error = ImageIncompleteError("not there", code=ErrorCode.MISSING_BLOB)
+    decision = decide(
+        error,
+        Outcome.FAILED,
+        attempts=9,
+        retry_max_delay=300,
+        settle_seconds=2,
+        jitter=highest,
+        image=ImageWait(0.5, timeout=600, changed=True),
+    )
+    assert decision == Postpone(error, 2)

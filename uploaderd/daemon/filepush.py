@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from uploaderd.daemon import logs
-from uploaderd.daemon.decisions import Decision, Done, Fail, Pause, Postpone, decide
+from uploaderd.daemon.decisions import Decision, Done, Fail, ImageWait, Pause, Postpone, decide
 from uploaderd.daemon.finished import Archiver
+from uploaderd.daemon.imagetree import tree_identity, unchanged_seconds
 from uploaderd.daemon.journal import FileRecord, Journal
 from uploaderd.daemon.metrics import DaemonMetrics
 from uploaderd.daemon.observer import DaemonObserver
@@ -113,7 +114,7 @@ class FilePush:
         finally:
             self.metrics.in_flight.dec()
         seconds = round(time.monotonic() - started, 3)
-        decision = self._decide(record, error, Outcome.UPLOADED)
+        decision = self._decide(record, error, Outcome.UPLOADED, self._image_wait(record, path))
         if error is None:
             logs.event(
                 "image pushed",
@@ -124,16 +125,36 @@ class FilePush:
             )
         else:
             retry = isinstance(decision, Postpone)
+            shown = decision.error if isinstance(decision, Postpone | Fail) else error
             logs.event(
                 "image " + ("retry later" if retry else "failed"),
                 level=logging.WARNING if retry else logging.ERROR,
                 repository=record.repository,
                 file=record.relpath,
-                code=error.code,
-                reason=error.message,
+                code=shown.code,
+                reason=str(shown) if retry else shown.message,
                 seconds=seconds,
             )
         self._carry_out(record, decision, attempts=1)
+
+    def _image_wait(self, record: FileRecord, path: Path) -> ImageWait | None:
+        """For an image directory, which a writer may still be filling: how long it is quiet.
+
+        A change the intake saw while the push ran was not recorded (the row
+        was not queued); it is now, so the next try compares with it.
+        """
+        tree = tree_identity(path) if path.is_dir() else None
+        if tree is None:
+            return None  # an archive is renamed in whole: what it lacks will not come
+        current = tree.as_file_identity()
+        changed = current != record.identity
+        if changed:
+            try:
+                self.journal.record_new_identity(record.id, current)
+            except JournalError as exc:
+                self.pause(str(exc))
+        timeout = self.settings().image_settle_timeout
+        return ImageWait(unchanged_seconds(tree), timeout, changed=changed)
 
     def _settle(self, record: FileRecord, result: LayerResult) -> None:
         decision = self._decide(record, result.error, result.outcome)
@@ -141,7 +162,11 @@ class FilePush:
         self._carry_out(record, decision, result.attempts)
 
     def _decide(
-        self, record: FileRecord, error: UploaderError | None, outcome: Outcome
+        self,
+        record: FileRecord,
+        error: UploaderError | None,
+        outcome: Outcome,
+        image: ImageWait | None = None,
     ) -> Decision:
         settings = self.settings()
         return decide(
@@ -150,6 +175,7 @@ class FilePush:
             attempts=record.attempts,
             retry_max_delay=settings.retry_max_delay,
             settle_seconds=settings.settle_seconds,
+            image=image,
         )
 
     def _carry_out(self, record: FileRecord, decision: Decision, attempts: int) -> None:

@@ -13,7 +13,7 @@ import time
 from uploaderd.daemon import logs
 from uploaderd.daemon.finished import Archiver
 from uploaderd.daemon.journal import Journal
-from uploaderd.daemon.spool import Rejected, SpoolFile, classify, identity_of
+from uploaderd.daemon.spool import IMAGE, Rejected, SpoolFile, classify, identity_of
 
 
 class Intake:
@@ -34,10 +34,13 @@ class Intake:
     def _queue(self, spool_file: SpoolFile) -> bool:
         active = self.journal.active_record(spool_file.relpath)
         if active is not None:
-            if active.identity != spool_file.identity and active.state == "queued":
-                # Rewritten while waiting: hash it again when its turn comes.
-                self.journal.record_new_identity(active.id, spool_file.identity)
-            return False
+            if active.identity == spool_file.identity or active.state != "queued":
+                return False
+            # Rewritten while waiting: hash it again when its turn comes.  An image
+            # waited for because it lacked files may be whole now: its turn is now.
+            retry_now = spool_file.kind == IMAGE
+            self.journal.record_new_identity(active.id, spool_file.identity, retry_now=retry_now)
+            return retry_now
         finished = self.journal.finished_record(spool_file.relpath, spool_file.identity)
         if finished is not None:
             self._finish_interrupted_move(

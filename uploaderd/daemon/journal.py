@@ -116,14 +116,19 @@ class Journal:
         assert record is not None
         return record
 
-    def record_new_identity(self, record_id: int, identity: FileIdentity) -> None:
-        """The file changed after it was queued: forget its digest and upload."""
+    def record_new_identity(
+        self, record_id: int, identity: FileIdentity, *, retry_now: bool = False
+    ) -> None:
+        """The file changed after it was queued: forget its digest and upload.
+
+        ``retry_now`` also ends a postponement: the change may be what it waited for.
+        """
         with self._transaction() as db:
             db.execute(
                 "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, digest = NULL, "
-                "upload_id = NULL, part_size = NULL, next_byte = 0, resume_from = 0 "
-                "WHERE id = ?",
-                (identity.size, identity.mtime_ns, identity.inode, record_id),
+                "upload_id = NULL, part_size = NULL, next_byte = 0, resume_from = 0, "
+                "not_before = CASE WHEN ? THEN 0 ELSE not_before END WHERE id = ?",
+                (identity.size, identity.mtime_ns, identity.inode, retry_now, record_id),
             )
 
     def record_rejection(

@@ -15,6 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from uploaderd.daemon.imagetree import (
+    image_root,
+    is_blob_path,
+    is_image_directory,
+    tree_identity,
+)
 from uploaderd.errors import ErrorCode
 from uploaderd.model import FileIdentity
 from uploaderd.naming import repository_name_problem
@@ -31,18 +37,15 @@ IMAGE = "image"
 class SpoolFile:
     """A candidate under a valid repository directory: a layer, or a whole image.
 
-    An image is an OCI layout directory (it holds ``oci-layout``) or a file
-    ending in ``.image.tar``; both must appear by rename, like layers.
+    An image is an OCI layout directory (see ``imagetree`` for the rule) or a
+    file ending in ``.image.tar``.  A directory's identity is its whole tree's,
+    so its size is the bytes of all its blobs.
     """
 
     relpath: str
     repository: str
     identity: FileIdentity
     kind: str = LAYER
-
-
-def is_image_directory(path: Path) -> bool:
-    return os.path.isfile(path / "oci-layout") and not os.path.islink(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +67,21 @@ def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:
     """What the spool entry at ``relpath`` is; None when it is to be left alone."""
     if is_ignored(relpath) or not _directory_is_real(watch, relpath):
         return None
-    if _inside_image_directory(watch, relpath):
-        return None  # a blob of an image: the image is pushed as a whole
+    root = image_root(watch, relpath)
+    if is_blob_path(relpath) or (root is not None and root != relpath):
+        return None  # in an image, or a blob by its name: the image is pushed as a whole
     path = watch / relpath
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
     kind = LAYER
+    identity: FileIdentity | None = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino)
     if stat.S_ISDIR(st.st_mode):
-        if not is_image_directory(path):
+        if root is None:
             return None  # a repository path
-        kind = IMAGE
+        tree = tree_identity(path)
+        kind, identity = IMAGE, tree.as_file_identity() if tree else None
     elif stat.S_ISREG(st.st_mode) and relpath.endswith(IMAGE_ARCHIVE_SUFFIX):
         kind = IMAGE
     if stat.S_ISLNK(st.st_mode):
@@ -103,13 +109,9 @@ def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:
             ErrorCode.INVALID_REPOSITORY,
             f"{problem}; rename the directory under the spool",
         )
-    identity = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino)
+    if identity is None:
+        return None  # removed while we looked
     return SpoolFile(relpath, directory, identity, kind)
-
-
-def _inside_image_directory(watch: Path, relpath: str) -> bool:
-    parts = relpath.split("/")[:-1]
-    return any(is_image_directory(watch.joinpath(*parts[: n + 1])) for n in range(len(parts)))
 
 
 def _directory_is_real(watch: Path, relpath: str) -> bool:
@@ -170,6 +172,11 @@ def walk(watch: Path, directory: str = "") -> Iterator[str]:
             yield from walk(watch, relpath)
         else:
             yield relpath
+
+
+def entry_identity(path: Path) -> FileIdentity | None:
+    """What must stay the same while an entry settles: an image directory's whole tree."""
+    return tree_identity(path) if is_image_directory(path) else identity_of(path)
 
 
 def identity_of(path: Path) -> FileIdentity | None:

@@ -4,7 +4,10 @@ A file renamed into place (``MOVED_TO``) is complete the moment it appears:
 that is the writer's atomic rename.  A file written in place is taken only
 after it was closed (``CLOSE_WRITE``) and its size and mtime then stayed the
 same for ``settle_seconds``: a writer that reopens it to append restarts the
-clock.  The periodic full rescan reports what inotify may have missed (queue
+clock.  An image directory is one candidate: every event inside it is a
+change of the image, which is taken once its whole tree stayed unchanged for
+``settle_seconds`` (or at once, if the directory was renamed into place).
+The periodic full rescan reports what inotify may have missed (queue
 overflow, files that arrived while the daemon was down) as ``FOUND``.
 """
 
@@ -22,7 +25,8 @@ import anyio
 from anyio.abc import TaskStatus
 from asyncinotify import Event, Inotify, Mask
 
-from uploaderd.daemon.spool import identity_of, is_ignored, is_image_directory, walk
+from uploaderd.daemon.imagetree import image_root, is_image_directory, unchanged_seconds
+from uploaderd.daemon.spool import entry_identity, identity_of, is_ignored, walk
 from uploaderd.model import FileIdentity
 
 WATCH_MASK = (
@@ -76,8 +80,13 @@ class Settler:
         self._wakeup = anyio.Event()
 
     def observe(self, relpath: str, seen: Seen) -> None:
+        root = image_root(self.watch, relpath)
+        if root is not None:
+            relpath, seen = root, _image_change(seen, inside=root != relpath)
         if is_ignored(relpath):
             return
+        if root is None and seen is not Seen.GONE and _is_directory(self.watch / relpath):
+            return  # a repository directory: its files are reported one by one
         if seen is Seen.GONE:
             self._candidates.pop(relpath, None)
             return
@@ -94,7 +103,7 @@ class Settler:
             else:
                 self._candidates[relpath] = _Candidate(None, now, closed=False)
             return
-        identity = identity_of(self.watch / relpath)
+        identity = entry_identity(self.watch / relpath)
         if identity is None:
             self._candidates.pop(relpath, None)
         elif seen is Seen.FOUND and _unchanged_for(identity, self.settle_seconds):
@@ -136,7 +145,7 @@ class Settler:
         for relpath, candidate in list(self._candidates.items()):
             if not candidate.closed or now - candidate.changed_at < self.settle_seconds:
                 continue
-            identity = identity_of(self.watch / relpath)
+            identity = entry_identity(self.watch / relpath)
             if identity is None:
                 del self._candidates[relpath]
             elif identity == candidate.identity:
@@ -146,6 +155,18 @@ class Settler:
                 candidate.identity, candidate.changed_at = identity, now  # changed: wait again
 
 
+def _image_change(seen: Seen, *, inside: bool) -> Seen:
+    """What an event in (or on) an image directory means for the image as a whole.
+
+    Anything written, renamed or removed inside it is a change of the image,
+    which then settles as one tree; only the directory itself renamed into
+    place is complete at once.
+    """
+    if seen is Seen.FOUND or (not inside and seen in (Seen.RENAMED, Seen.GONE)):
+        return seen
+    return Seen.CLOSED
+
+
 def _is_regular_file(path: Path) -> bool:
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
@@ -153,8 +174,15 @@ def _is_regular_file(path: Path) -> bool:
         return True  # gone: the settle check will drop it
 
 
+def _is_directory(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _unchanged_for(identity: FileIdentity, seconds: float) -> bool:
-    return time.time_ns() - identity.mtime_ns >= seconds * 1e9
+    return unchanged_seconds(identity) >= seconds
 
 
 class SpoolWatcher:
@@ -185,11 +213,8 @@ class SpoolWatcher:
         except OSError:
             return  # vanished or not a directory any more
         for entry in entries:
-            if (
-                entry.is_dir(follow_symlinks=False)
-                and not entry.name.startswith(".")
-                and not is_image_directory(Path(entry.path))
-            ):
+            # Image directories too: a layout written in place changes in blobs/sha256/.
+            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
                 self._watch_tree(inotify, f"{directory}/{entry.name}" if directory else entry.name)
 
     def _handle(self, inotify: Inotify, event: Event) -> None:
@@ -200,16 +225,24 @@ class SpoolWatcher:
             return
         relpath = os.path.relpath(event.path, self.watch)
         if Mask.ISDIR in event.mask:
-            if Mask.MOVED_TO in event.mask and is_image_directory(event.path):
-                self.settler.observe(relpath, Seen.RENAMED)  # a whole image, renamed in
-                return
-            if event.mask & (Mask.CREATE | Mask.MOVED_TO):
-                # Files may have landed before the watch did: report them as found.
-                self._watch_tree(inotify, relpath)
-                for inner in walk(self.watch, relpath):
-                    self.settler.observe(inner, Seen.FOUND)
+            self._directory_event(inotify, relpath, event.mask)
+        else:
+            self.settler.observe(relpath, _seen(event.mask))
+
+    def _directory_event(self, inotify: Inotify, relpath: str, mask: Mask) -> None:
+        if not mask & (Mask.CREATE | Mask.MOVED_TO):
+            self.settler.observe(relpath, Seen.GONE)  # inside an image: a change of it
             return
-        self.settler.observe(relpath, _seen(event.mask))
+        self._watch_tree(inotify, relpath)
+        if Mask.MOVED_TO in mask and is_image_directory(self.watch / relpath):
+            self.settler.observe(relpath, Seen.RENAMED)  # a whole image, renamed in
+            return
+        # An image being written (or a directory of one) settles as a tree; the
+        # settler ignores a repository directory.  Files may have landed before
+        # the watch did: report them as found.
+        self.settler.observe(relpath, Seen.CLOSED)
+        for inner in walk(self.watch, relpath):
+            self.settler.observe(inner, Seen.FOUND)
 
 
 def _seen(mask: Mask) -> Seen:

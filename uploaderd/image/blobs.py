@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 
-from uploaderd.errors import ErrorCode, ImageError
+from uploaderd.errors import ErrorCode, ImageError, ImageIncompleteError
 from uploaderd.image.manifest import Descriptor
 from uploaderd.model import FileIdentity
 
@@ -53,7 +53,7 @@ async def _hash_or_fail(
     try:
         return await anyio.to_thread.run_sync(_hash, path, limiter=limiter)
     except FileNotFoundError:
-        raise ImageError(
+        raise ImageIncompleteError(
             "the image names this blob but it is not there", path=path, code=ErrorCode.MISSING_BLOB
         ) from None
     except OSError as exc:
@@ -67,6 +67,14 @@ async def check_blob(
 ) -> BlobFile:
     """The blob at ``path`` if its bytes are the ones ``descriptor`` names; else ``ImageError``."""
     digest, identity = await _hash_or_fail(path, limiter)
+    if identity.size < descriptor.size:
+        # A blob still being written is short; a corrupt one has its full size.
+        raise ImageIncompleteError(
+            f"the blob is {identity.size} of the {descriptor.size} bytes the manifest "
+            "names: still being written, or truncated",
+            path=path,
+            code=ErrorCode.SIZE_MISMATCH,
+        )
     if digest != descriptor.digest:
         raise ImageError(
             f"the blob's bytes hash to {digest}, not {descriptor.digest} as the manifest "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uploaderd.errors import ErrorCode, ImageError
+from uploaderd.errors import ErrorCode, ImageError, ImageIncompleteError
 from uploaderd.image.blobs import check_blob
 from uploaderd.image.manifest import Descriptor, ImageManifest, parse_descriptor, parse_manifest
 
@@ -95,7 +95,9 @@ def load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise ImageError("missing; not an image", path=path, code=ErrorCode.INVALID_IMAGE) from None
+        raise ImageIncompleteError(
+            "missing; not an image (yet)", path=path, code=ErrorCode.INVALID_IMAGE
+        ) from None
     except (OSError, ValueError) as exc:
         raise ImageError(
             f"cannot read it as JSON: {exc}", path=path, code=ErrorCode.INVALID_IMAGE

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import anyio
 
-from uploaderd.errors import ErrorCode, ImageError
+from uploaderd.errors import ErrorCode, ImageError, ImageIncompleteError
 from uploaderd.image.blobs import BlobFile, check_blobs
 from uploaderd.image.dockersave import read_docker_save
 from uploaderd.image.layout import SelectedImage, read_layout
 from uploaderd.image.manifest import ImageManifest
 from uploaderd.image.tarball import extract_archive
+
+LAYOUT_FILES = ("oci-layout", "index.json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +61,18 @@ async def open_image(path: Path, tag: str | None, workdir: Path) -> Image:
 async def _select(root: Path, tag: str | None, given: Path) -> SelectedImage:
     # docker save since 25.0 writes an OCI layout and manifest.json side by
     # side; the layout carries the real manifest, so it wins.
-    if (root / "oci-layout").is_file() and (root / "index.json").is_file():
+    missing = [name for name in LAYOUT_FILES if not (root / name).is_file()]
+    if not missing:
         return await read_layout(root, tag)
     if (root / "manifest.json").is_file():
         return await read_docker_save(root, tag)
+    if len(missing) < len(LAYOUT_FILES) or (root / "blobs").is_dir():
+        # A layout being written file by file: what it lacks may still come.
+        raise ImageIncompleteError(
+            f"is an OCI image layout without {' and '.join(missing)}",
+            path=given,
+            code=ErrorCode.INVALID_IMAGE,
+        )
     raise ImageError(
         "is neither an OCI image layout (oci-layout, index.json) nor a docker save "
         "archive (manifest.json)",

@@ -149,6 +149,12 @@ class DaemonSettings(PushSettings):
         "a file written in place must stay unchanged this long",
         reload=True,
     )
+    image_settle_timeout: float = setting(
+        600.0,
+        seconds(minimum=0, allow_minimum=False),
+        "an image directory still lacking files is failed once unchanged this long",
+        reload=True,
+    )
     rescan_interval: float = setting(
         60.0,
         seconds(minimum=0, allow_minimum=False),
