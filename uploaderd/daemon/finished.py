@@ -44,26 +44,48 @@ def _free_name(destination: Path) -> Path:
     return candidate
 
 
-def move_into(source: Path, root: Path, relpath: str) -> Path:
-    """Move ``source`` to ``root/relpath`` (or a free variant of it); return where it went."""
+def free_destination(root: Path, relpath: str) -> Path:
+    """``root/relpath`` or a free variant of it, its directories made (owner only)."""
     destination = _free_name(contained(root, relpath))
     _make_private_dirs(root, destination.parent)
+    return destination
+
+
+def move_into(source: Path, root: Path, relpath: str) -> Path:
+    """Move ``source`` to ``root/relpath`` (or a free variant of it); return where it went."""
+    destination = free_destination(root, relpath)
+    _move(source, destination)
+    return destination
+
+
+def _move(source: Path, destination: Path) -> None:
     try:
         os.rename(source, destination)
     except OSError as exc:
         if exc.errno != errno.EXDEV:  # another filesystem: copy, then remove
             raise
         shutil.move(source, destination)
-    return destination
+
+
+def error_file_of(destination: Path) -> Path:
+    return destination.with_name(destination.name + ".error.json")
 
 
 def write_error_file(layer_destination: Path, details: dict[str, Any]) -> Path:
-    """``<name>.error.json`` beside the failed file, readable by its owner only."""
-    path = layer_destination.with_name(layer_destination.name + ".error.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    """``<name>.error.json`` beside the failed file, readable by its owner only.
+
+    Written whole under a hidden name, then renamed: whoever reads it (an
+    operator, retry-failed, a log shipper) never sees half a reason.  The
+    hidden name also ends in ``.error.json``, so a crash in between leaves
+    nothing that retry-failed would take for a failed file.
+    """
+    path = error_file_of(layer_destination)
+    partial = path.with_name(f".{path.name}.partial.error.json")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     with os.fdopen(fd, "w") as handle:
         json.dump(details, handle, indent=2, sort_keys=True)
         handle.write("\n")
+    os.replace(partial, path)
     return path
 
 
@@ -99,6 +121,14 @@ class Archiver:
         source = self.watch / relpath
         if not os.path.lexists(source):
             return None
-        destination = move_into(source, self.failed_root, relpath)
-        write_error_file(destination, {**details, "file": relpath, "moved_to": str(destination)})
+        # The reason is there before the file: failed/ never holds a file without it.
+        destination = free_destination(self.failed_root, relpath)
+        reason = write_error_file(
+            destination, {**details, "file": relpath, "moved_to": str(destination)}
+        )
+        try:
+            _move(source, destination)
+        except OSError:
+            reason.unlink(missing_ok=True)
+            raise
         return destination
