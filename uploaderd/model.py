@@ -38,7 +38,9 @@ class LayerJob:
 
     A daemon that restarts after a crash passes what it already knows: the
     digest of the file as it was (trusted only while the file's identity is
-    unchanged) and the upload to continue.
+    unchanged) and the upload to continue.  An image's blob comes with the
+    digest its manifest claims, which is checked while the bytes are sent
+    rather than by reading the file once more beforehand.
     """
 
     path: Path
@@ -46,6 +48,7 @@ class LayerJob:
     known_digest: str | None = None
     known_identity: FileIdentity | None = None
     resume: ResumePoint | None = None
+    claimed_digest: str | None = None
 
 
 class Outcome(enum.StrEnum):

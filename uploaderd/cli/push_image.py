@@ -52,7 +52,9 @@ async def push_image_command(
     print(summary_line(pushed.blobs, time.monotonic() - started), file=sys.stderr, flush=True)
     name = f"{args.repository}:{image.tag}"
     if pushed.manifest_digest is None:
-        print(f"uploaderd: error: a blob failed, {name} was not tagged", file=sys.stderr)
+        failures = [result.error for result in pushed.blobs if result.error is not None]
+        reason = f": {failures[0]} [{failures[0].code}]" if failures else ""
+        print(f"uploaderd: error: {name} was not tagged, a blob failed{reason}", file=sys.stderr)
         return ExitStatus.FAILED
     print(f"tagged {name} {pushed.manifest_digest}", file=sys.stderr, flush=True)
     return ExitStatus.OK

@@ -20,12 +20,14 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from uploaderd.engine.buffers import PartBuffers
+from uploaderd.engine.digests import StreamDigest
 from uploaderd.engine.observer import EngineObserver
 from uploaderd.engine.parts import choose_part_size, part_ranges
-from uploaderd.engine.reader import LayerFile, Part, read_parts
+from uploaderd.engine.reader import LayerFile, Part, hash_layer, read_parts
 from uploaderd.engine.retry import RetryPolicy
 from uploaderd.errors import (
     ErrorCode,
+    ImageError,
     PartOutOfOrderError,
     TransientRegistryError,
     UploadNotFoundError,
@@ -55,11 +57,20 @@ class PushContext:
 class LayerPush:
     """The push of one hashed layer file to one repository."""
 
-    def __init__(self, context: PushContext, job: LayerJob, layer: LayerFile, digest: str) -> None:
+    def __init__(
+        self,
+        context: PushContext,
+        job: LayerJob,
+        layer: LayerFile,
+        digest: str,
+        streamed: StreamDigest | None = None,
+    ) -> None:
+        """``streamed``: ``digest`` is only claimed; the parts are hashed as they are sent."""
         self.context = context
         self.job = job
         self.layer = layer
         self.digest = digest
+        self.streamed = streamed
         self.retries = 0
 
     async def run(self) -> Outcome:
@@ -79,6 +90,7 @@ class LayerPush:
             try:
                 await self._send_all_parts(session, start)
                 self.layer.check_unchanged()
+                await self._check_claimed_digest()
                 await self._retrying(
                     partial(self.context.registry.complete_upload, session, self.digest)
                 )
@@ -97,6 +109,29 @@ class LayerPush:
                 self._note_retry(exc.code, 0.0)
                 continue
             return Outcome.UPLOADED
+
+    async def _check_claimed_digest(self) -> None:
+        """A claimed digest must be the bytes' own before the upload is completed under it.
+
+        The registry would refuse a mismatch too (InvalidLayerException,
+        DIGEST_INVALID), but as a registry error; this names the file and says
+        what to do, and the upload is left to expire uncompleted.
+        """
+        if self.streamed is None:
+            return
+        if self.streamed.complete:
+            actual = self.streamed.digest()
+        else:  # the push skipped bytes it never read (a resumed upload): read them all
+            actual = await hash_layer(self.layer, self.context.buffers.budget)
+        if actual != self.digest:
+            raise ImageError(
+                f"the file's bytes hash to {actual}, not {self.digest} as its image's "
+                "manifest says; the image is corrupt, rebuild or re-export it (the upload "
+                "was not completed, nothing is tagged)",
+                path=self.layer.path,
+                repository=self.job.repository,
+                code=ErrorCode.DIGEST_MISMATCH,
+            )
 
     async def _start_upload(self) -> UploadSession:
         offered = await self._retrying(
@@ -147,6 +182,7 @@ class LayerPush:
                         send,
                         encode=partial(registry.encode_part, session),
                         memory_per_byte=registry.memory_per_part_byte,
+                        streamed=self.streamed,
                     )
                 )
                 async for part in receive:

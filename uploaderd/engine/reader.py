@@ -23,6 +23,7 @@ from anyio.abc import ObjectSendStream
 
 from uploaderd.engine.budget import ByteBudget
 from uploaderd.engine.buffers import PartBuffers, PartCharge
+from uploaderd.engine.digests import HashingPartSource, StreamDigest
 from uploaderd.engine.parts import PartRange, layer_size_problem
 from uploaderd.errors import ErrorCode, LayerChangedError, LayerFileError
 from uploaderd.model import FileIdentity
@@ -209,6 +210,7 @@ async def read_parts(
     *,
     encode: Callable[[PartSource, Allocate], PartPayload],
     memory_per_byte: float,
+    streamed: StreamDigest | None = None,
 ) -> None:
     """Read and encode ``ranges`` in order into ``parts_out``, each charged to the budget.
 
@@ -216,7 +218,8 @@ async def read_parts(
     registry says how much per byte: its encoding and request body), so the
     budget bounds real memory.  The stream's buffer sets how far reading runs
     ahead of sending; whoever receives a ``Part`` owns its charge and settles
-    it.  A part that never reaches the stream is settled here.
+    it.  A part that never reaches the stream is settled here.  With ``streamed``,
+    every byte read is also fed to that layer digest (see ``digests``).
     """
     fd = await anyio.to_thread.run_sync(_open_fd, layer)
     try:
@@ -227,7 +230,9 @@ async def read_parts(
                 )
                 charge = await buffers.acquire(nbytes)
                 try:
-                    source = FilePartSource(fd, layer, part_range)
+                    source: PartSource = FilePartSource(fd, layer, part_range)
+                    if streamed is not None:
+                        source = HashingPartSource(source, streamed)
                     payload = await anyio.to_thread.run_sync(encode, source, charge.allocate)
                     await parts_out.send(Part(part_range, payload, charge))
                     # The receiver owns the part now; holding it here while

@@ -16,6 +16,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from uploaderd.engine.buffers import PartBuffers
+from uploaderd.engine.digests import StreamDigest
 from uploaderd.engine.layerpush import LayerPush, PushContext
 from uploaderd.engine.observer import EngineObserver, SilentObserver
 from uploaderd.engine.parts import MAX_PART_SIZE
@@ -110,13 +111,16 @@ class UploadEngine:
         try:
             layer = LayerFile.open(job.path)
             size = layer.size
+            streamed = None
             if job.known_digest is not None and job.known_identity == layer.identity:
                 digest = job.known_digest  # hashed by an earlier run; the file is unchanged
+            elif job.claimed_digest is not None:
+                digest, streamed = job.claimed_digest, StreamDigest(layer.size)
             else:
                 digest = await hash_layer(layer, self.budget)
                 job = replace(job, known_digest=None, resume=None)  # never mix old and new
             self.observer.layer_hashed(job, digest, size)
-            push = LayerPush(self.context, job, layer, digest)
+            push = LayerPush(self.context, job, layer, digest, streamed)
             outcome, error = await push.run(), None
         except UploaderError as exc:
             exc.path = exc.path or job.path

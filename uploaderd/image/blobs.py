@@ -1,8 +1,11 @@
-"""Blob files on disk, hashed in worker threads and checked against their descriptors.
+"""Blob files on disk, checked against their descriptors.
 
-Every blob is hashed before the first request: a blob whose bytes do not
-match the manifest would be stored under another digest, and the manifest
-could never be tagged.  Checking first means a bad image sends nothing.
+Before the first request every blob must be there with the size its
+descriptor gives: a missing or short one sends nothing.  Its bytes are
+hashed once, while the engine sends them (``engine.digests``), and checked
+before the upload is completed: a blob whose bytes do not match would be
+stored under another digest, and the manifest could never be tagged.  Only
+the manifest itself (small) is hashed before anything is sent.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from uploaderd.image.manifest import Descriptor
 from uploaderd.model import FileIdentity
 
 HASH_CHUNK = 1024 * 1024
-HASHING_THREADS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,38 @@ async def check_blob(
 ) -> BlobFile:
     """The blob at ``path`` if its bytes are the ones ``descriptor`` names; else ``ImageError``."""
     digest, identity = await _hash_or_fail(path, limiter)
+    _check_size(identity, descriptor, path)
+    if digest != descriptor.digest:
+        raise ImageError(
+            f"the blob's bytes hash to {digest}, not {descriptor.digest} as the manifest "
+            "says; the image is corrupt, rebuild or re-export it",
+            path=path,
+            code=ErrorCode.DIGEST_MISMATCH,
+        )
+    return BlobFile(descriptor, path, identity)
+
+
+def present_blob(descriptor: Descriptor, path: Path) -> BlobFile:
+    """The blob at ``path`` if it is there with its descriptor's size; else ``ImageError``.
+
+    Its digest is checked as it is sent (see the module's docstring).
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageIncompleteError(
+            "the image names this blob but it is not there", path=path, code=ErrorCode.MISSING_BLOB
+        ) from None
+    except OSError as exc:
+        raise ImageError(
+            f"cannot read the blob: {exc.strerror}", path=path, code=ErrorCode.UNREADABLE_BLOB
+        ) from None
+    identity = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino)
+    _check_size(identity, descriptor, path)
+    return BlobFile(descriptor, path, identity)
+
+
+def _check_size(identity: FileIdentity, descriptor: Descriptor, path: Path) -> None:
     if identity.size < descriptor.size:
         # A blob still being written is short; a corrupt one has its full size.
         raise ImageIncompleteError(
@@ -75,31 +109,18 @@ async def check_blob(
             path=path,
             code=ErrorCode.SIZE_MISMATCH,
         )
-    if digest != descriptor.digest:
-        raise ImageError(
-            f"the blob's bytes hash to {digest}, not {descriptor.digest} as the manifest "
-            "says; the image is corrupt, rebuild or re-export it",
-            path=path,
-            code=ErrorCode.DIGEST_MISMATCH,
-        )
     if identity.size != descriptor.size:
         raise ImageError(
             f"the blob is {identity.size} bytes, not {descriptor.size} as the manifest says",
             path=path,
             code=ErrorCode.SIZE_MISMATCH,
         )
-    return BlobFile(descriptor, path, identity)
 
 
 async def check_blobs(pairs: list[tuple[Descriptor, Path]]) -> list[BlobFile]:
-    """Check every blob, a few at a time; results in the order given."""
-    limiter = anyio.CapacityLimiter(HASHING_THREADS)
-    checked: dict[int, BlobFile] = {}
+    """Check that every blob is there with its size, off the event loop; in the order given."""
 
-    async def one(index: int, descriptor: Descriptor, path: Path) -> None:
-        checked[index] = await check_blob(descriptor, path, limiter)
+    def check_all() -> list[BlobFile]:
+        return [present_blob(descriptor, path) for descriptor, path in pairs]
 
-    async with anyio.create_task_group() as group:
-        for index, (descriptor, path) in enumerate(pairs):
-            group.start_soon(one, index, descriptor, path)
-    return [checked[index] for index in range(len(pairs))]
+    return await anyio.to_thread.run_sync(check_all)

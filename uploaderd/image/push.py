@@ -28,11 +28,9 @@ class ImagePushResult:
 
 
 def blob_jobs(image: Image, repository: str) -> list[LayerJob]:
-    """One engine job per blob; the digest is already checked, so the engine trusts it."""
+    """One engine job per blob, claiming the manifest's digest: checked as the bytes are sent."""
     return [
-        LayerJob(
-            blob.path, repository, known_digest=blob.descriptor.digest, known_identity=blob.identity
-        )
+        LayerJob(blob.path, repository, claimed_digest=blob.descriptor.digest)
         for blob in image.blobs
     ]
 

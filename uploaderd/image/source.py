@@ -24,7 +24,7 @@ LAYOUT_FILES = ("oci-layout", "index.json")
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    """An image ready to push: every blob checked against the manifest."""
+    """An image ready to push: every blob there with its size (digests are checked as sent)."""
 
     manifest: ImageManifest
     tag: str
