@@ -1,4 +1,4 @@
-"""ECR's rules for repository names, checked before any request is sent."""
+"""ECR's rules for repository names, and what a layer file's name may claim."""
 
 from __future__ import annotations
 
@@ -24,3 +24,17 @@ def repository_name_problem(name: str) -> str | None:
             "and single '.', '_' or '-' between them, with '/' between path components"
         )
     return None
+
+
+DIGEST_NAME = re.compile(r"sha256-(?P<hex>[0-9a-f]{64})(?:\.[A-Za-z0-9.]+)?")
+"""A layer file named by its digest, as build systems write them: ``sha256-<hex>[.tar...]``."""
+
+
+def claimed_digest(name: str) -> str | None:
+    """The digest a layer file's name claims, or None; checked as the file is sent.
+
+    A file so named is asked for at the registry before a byte of it is read,
+    and hashed only while it is sent, if it must be sent at all.
+    """
+    match = DIGEST_NAME.fullmatch(name)
+    return f"sha256:{match.group('hex')}" if match else None

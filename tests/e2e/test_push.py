@@ -235,3 +235,28 @@ def test_registry_answering_non_json_fails_with_a_clear_message(tmp_path: Path) 
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
+
+
+def test_a_file_named_by_its_digest_is_checked_against_its_name(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    """Build systems name layers sha256-<hex>: the name is asked for first, checked as sent."""
+    source, digest = make_layer(tmp_path / "built", "layer", 6 * MIB + 7)
+    named = source.with_name(f"sha256-{digest.removeprefix('sha256:')}.tar")
+    source.rename(named)
+    _, other = make_layer(tmp_path / "built", "other", 10)
+    misnamed = tmp_path / f"sha256-{other.removeprefix('sha256:')}"
+    misnamed.write_bytes(named.read_bytes())
+
+    run = push(registry.url, "team/app", named, misnamed, options=("--part-size", "5MiB"))
+
+    assert run.returncode == 1, run.stderr
+    good, bad = run.records
+    assert (good["outcome"], good["digest"]) == ("uploaded", digest)
+    assert registry.fetch_layer("team/app", digest) == named.read_bytes()
+    assert bad["outcome"] == "failed"
+    assert bad["error"]["code"] == "DigestMismatch"
+    assert f"hash to {digest}, not {other}" in bad["error"]["message"]
+    completed = registry.stats()["completed"]
+    assert f"team/app@{digest}" in completed
+    assert f"team/app@{other}" not in completed  # never completed under the name's claim

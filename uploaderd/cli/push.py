@@ -18,7 +18,7 @@ from uploaderd.engine.observer import SilentObserver
 from uploaderd.engine.scheduler import UploadEngine, all_succeeded
 from uploaderd.errors import ConfigurationError, ErrorCode
 from uploaderd.model import LayerJob, LayerResult
-from uploaderd.naming import repository_name_problem
+from uploaderd.naming import claimed_digest, repository_name_problem
 from uploaderd.registry.choice import open_registry
 from uploaderd.settings import PushSettings, load_settings
 
@@ -65,7 +65,10 @@ async def run(args: argparse.Namespace) -> int:
     )
     if args.image is not None or not args.files:
         return await push_image_command(args, settings, LinePrinter(as_json=args.json))
-    jobs = [LayerJob(path, args.repository) for path in args.files]
+    jobs = [
+        LayerJob(path, args.repository, claimed_digest=claimed_digest(path.name))
+        for path in args.files
+    ]
     started = time.monotonic()
     live = sys.stdout.isatty() and not args.json and not args.no_progress
     async with open_registry(settings.registry_choice()) as registry:

@@ -27,6 +27,7 @@ from uploaderd.errors import JournalError, UploaderError, unwrap_group
 from uploaderd.image.push import push_image
 from uploaderd.image.source import open_image
 from uploaderd.model import LayerJob, LayerResult, Outcome
+from uploaderd.naming import claimed_digest
 from uploaderd.registry.base import Registry
 from uploaderd.settings import DaemonSettings
 
@@ -80,6 +81,7 @@ class FilePush:
             known_digest=record.digest,
             known_identity=record.identity,
             resume=record.resume,
+            claimed_digest=claimed_digest(path.name),
         )
         self.observer.track(path, record)
         self.metrics.in_flight.inc()
