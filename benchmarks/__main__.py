@@ -14,7 +14,17 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 
-from benchmarks import concurrency, memory, pickup, push, record, skopeo, small, startup
+from benchmarks import (
+    concurrency,
+    memory,
+    overlap,
+    pickup,
+    push,
+    record,
+    skopeo,
+    small,
+    startup,
+)
 from benchmarks.record import Figure
 
 BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
@@ -25,6 +35,7 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     pickup.NAME: pickup.run,
     small.NAME: small.run,
     startup.NAME: startup.run,
+    overlap.NAME: overlap.run,
 }
 #: Benchmarks that can measure another checkout's code (UPLOADERD_BENCH_SOURCE): each
 #: turns the main checkout's commit into the one its rows should name.
