@@ -79,12 +79,23 @@ def journal_row(state_dir: Path, name: str) -> dict[str, object] | None:
         return dict(row) if row else None
 
 
-def test_kill_9_mid_layer_then_restart_completes_each_layer_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--part-size", "5MiB"),
+        # The big layers hashed beside their upload (engine/alongside.py).
+        ("--part-size", "5MiB", "--overlap-threshold", "1MiB"),
+    ],
+    ids=["hash-first", "hash-alongside"],
+)
+def test_kill_9_mid_layer_then_restart_completes_each_layer_exactly_once(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
     server = start_registry(
         tmp_path / "storage", "--auto-create-repositories", "--fault", "latency=0.15"
     )
     try:
-        daemon = start_daemon(tmp_path, server.url, "--part-size", "5MiB")
+        daemon = start_daemon(tmp_path, server.url, *options)
         digests = {
             f"big{i}.tar": make_layer(daemon.watch / "team/app", f"big{i}.tar", 36 * MIB)[1]
             for i in range(2)
@@ -104,9 +115,7 @@ def test_kill_9_mid_layer_then_restart_completes_each_layer_exactly_once(tmp_pat
         assert interrupted is not None
         assert interrupted["state"] == "uploading"
 
-        restarted = start_daemon(
-            tmp_path, server.url, "--part-size", "5MiB", log_name="restart.log"
-        )
+        restarted = start_daemon(tmp_path, server.url, *options, log_name="restart.log")
         restarted.wait_until(lambda: len(restarted.done_files()) == 3, 120, "all 3 files in done/")
         assert restarted.failed_files() == []
         stats = server.stats()

@@ -28,6 +28,7 @@ def engine_for(registry: MemoryRegistry, **overrides: object) -> UploadEngine:
         "memory_budget": 32 * MIB,
         "part_size": None,
         "retry": FAST_RETRY,
+        "overlap_threshold": 1 << 62,
         **overrides,
     }
     settings = EngineSettings(**options)  # type: ignore[arg-type]

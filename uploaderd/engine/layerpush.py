@@ -19,6 +19,7 @@ from typing import TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from uploaderd.engine.alongside import HashAlongside
 from uploaderd.engine.buffers import PartBuffers
 from uploaderd.engine.digests import StreamDigest
 from uploaderd.engine.observer import EngineObserver
@@ -33,7 +34,7 @@ from uploaderd.errors import (
     UploadNotFoundError,
     unwrap_group,
 )
-from uploaderd.model import LayerJob, Outcome
+from uploaderd.model import LayerJob, Outcome, ResumePoint
 from uploaderd.registry.base import Registry, UploadSession
 
 T = TypeVar("T")
@@ -62,25 +63,60 @@ class LayerPush:
         context: PushContext,
         job: LayerJob,
         layer: LayerFile,
-        digest: str,
+        digest: str | None,
         streamed: StreamDigest | None = None,
     ) -> None:
-        """``streamed``: ``digest`` is only claimed; the parts are hashed as they are sent."""
+        """``streamed``: ``digest`` is only claimed; the parts are hashed as they are sent.
+
+        ``digest`` None: the layer is big and loose, hashed beside its upload.
+        """
         self.context = context
         self.job = job
         self.layer = layer
         self.digest = digest
         self.streamed = streamed
+        self.alongside: HashAlongside | None = None
+        if digest is None:
+            self.alongside = HashAlongside(
+                layer,
+                context.buffers.budget,
+                is_missing=self._is_missing,
+                on_digest=partial(context.observer.layer_hashed, job, size=layer.size),
+            )
         self.retries = 0
 
     async def run(self) -> Outcome:
         """Make the layer present in the repository; raise ``UploaderError`` if it cannot be."""
-        resume = self.job.resume
+        # After a crash, a layer whose completion was answered but not recorded
+        # is found already there: it was uploaded, by us.
+        found = Outcome.UPLOADED if self.job.resume is not None else Outcome.EXISTS
+        if self.alongside is not None:
+            return await self._run_hashing_alongside(found)
+        assert self.digest is not None
+        if not await self._is_missing(self.digest):
+            return found
+        return await self._upload(self.job.resume)
+
+    async def _run_hashing_alongside(self, found: Outcome) -> Outcome:
+        assert self.alongside is not None
+        outcome = found  # unless the upload finishes first, the check found the layer
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self.alongside.run, group.cancel_scope)
+                outcome = await self._upload(self.job.resume)
+        except BaseExceptionGroup as failed:
+            raise unwrap_group(failed) from None
+        self.digest = self.alongside.digest
+        return found if self.alongside.present else outcome
+
+    async def _digest_to_complete(self) -> str:
+        if self.alongside is not None:
+            return await self.alongside.cleared()
+        assert self.digest is not None
+        return self.digest
+
+    async def _upload(self, resume: ResumePoint | None) -> Outcome:
         restarts = 0
-        if not await self._is_missing():
-            # After a crash, a layer whose completion was answered but not
-            # recorded is found here: it was uploaded, by us.
-            return Outcome.UPLOADED if resume is not None else Outcome.EXISTS
         while True:
             if resume is not None:
                 session = UploadSession(self.job.repository, resume.upload_id, resume.part_size)
@@ -91,13 +127,14 @@ class LayerPush:
                 await self._send_all_parts(session, start)
                 self.layer.check_unchanged()
                 await self._check_claimed_digest()
+                digest = await self._digest_to_complete()
                 await self._retrying(
-                    partial(self.context.registry.complete_upload, session, self.digest)
+                    partial(self.context.registry.complete_upload, session, digest)
                 )
             except UploadNotFoundError as exc:
                 # The registry forgot the upload.  If that happened on a
                 # completion whose first answer was lost, the layer is there.
-                if not await self._is_missing():
+                if not await self._is_missing(await self._digest_to_complete()):
                     return Outcome.UPLOADED
                 restarts += 1
                 if restarts >= self.context.retry.max_attempts:
@@ -144,11 +181,11 @@ class LayerPush:
         self.context.observer.upload_started(self.job, session.upload_id, part_size)
         return session
 
-    async def _is_missing(self) -> bool:
+    async def _is_missing(self, digest: str) -> bool:
         missing = await self._retrying(
-            partial(self.context.registry.missing_layers, self.job.repository, [self.digest])
+            partial(self.context.registry.missing_layers, self.job.repository, [digest])
         )
-        return self.digest in missing
+        return digest in missing
 
     async def _send_all_parts(self, session: UploadSession, start: int) -> None:
         position = start

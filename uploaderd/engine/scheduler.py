@@ -38,6 +38,8 @@ class EngineSettings:
     memory_budget: int
     part_size: int | None
     retry: RetryPolicy
+    overlap_threshold: int
+    """A loose layer at least this big is hashed beside its upload (see ``alongside``)."""
     read_ahead_parts: int = 1
     """Parts read ahead of the one on the wire, per layer: an engine constant, not a setting."""
 
@@ -116,12 +118,18 @@ class UploadEngine:
                 digest = job.known_digest  # hashed by an earlier run; the file is unchanged
             elif job.claimed_digest is not None:
                 digest, streamed = job.claimed_digest, StreamDigest(layer.size)
+            elif layer.size >= self.settings.overlap_threshold:
+                digest = None  # hashed beside the upload; an upload of this very file resumes
+                if job.known_identity != layer.identity:
+                    job = replace(job, known_digest=None, resume=None)
             else:
                 digest = await hash_layer(layer, self.budget)
                 job = replace(job, known_digest=None, resume=None)  # never mix old and new
-            self.observer.layer_hashed(job, digest, size)
+            if digest is not None:
+                self.observer.layer_hashed(job, digest, size)
             push = LayerPush(self.context, job, layer, digest, streamed)
             outcome, error = await push.run(), None
+            digest = push.digest
         except UploaderError as exc:
             exc.path = exc.path or job.path
             exc.repository = exc.repository or job.repository

@@ -111,6 +111,12 @@ class PushSettings:
         seconds(minimum=0, allow_minimum=False),
         "seconds to wait for one answer from the registry",
     )
+    overlap_threshold: int = setting(
+        256 * MIB,
+        size(1),
+        "a loose layer at least this big starts uploading while it is hashed",
+        show=show_size,
+    )
 
     def engine_settings(self) -> EngineSettings:
         """The engine's knobs, built here and only here."""
@@ -119,6 +125,7 @@ class PushSettings:
             memory_budget=self.memory_budget,
             part_size=self.part_size,
             retry=RetryPolicy(max_attempts=self.max_attempts),
+            overlap_threshold=self.overlap_threshold,
         )
 
     def registry_choice(self) -> RegistryChoice:
