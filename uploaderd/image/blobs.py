@@ -54,14 +54,19 @@ async def _hash_or_fail(
 ) -> tuple[str, FileIdentity]:
     try:
         return await anyio.to_thread.run_sync(_hash, path, limiter=limiter)
-    except FileNotFoundError:
-        raise ImageIncompleteError(
-            "the image names this blob but it is not there", path=path, code=ErrorCode.MISSING_BLOB
-        ) from None
     except OSError as exc:
-        raise ImageError(
-            f"cannot read the blob: {exc.strerror}", path=path, code=ErrorCode.UNREADABLE_BLOB
-        ) from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, error: OSError) -> ImageError:
+    """Why a blob cannot be read: missing (perhaps still to come), or another OS error."""
+    if isinstance(error, FileNotFoundError):
+        return ImageIncompleteError(
+            "the image names this blob but it is not there", path=path, code=ErrorCode.MISSING_BLOB
+        )
+    return ImageError(
+        f"cannot read the blob: {error.strerror}", path=path, code=ErrorCode.UNREADABLE_BLOB
+    )
 
 
 async def check_blob(
@@ -87,14 +92,8 @@ def present_blob(descriptor: Descriptor, path: Path) -> BlobFile:
     """
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise ImageIncompleteError(
-            "the image names this blob but it is not there", path=path, code=ErrorCode.MISSING_BLOB
-        ) from None
     except OSError as exc:
-        raise ImageError(
-            f"cannot read the blob: {exc.strerror}", path=path, code=ErrorCode.UNREADABLE_BLOB
-        ) from None
+        raise _unreadable(path, exc) from None
     identity = FileIdentity(st.st_size, st.st_mtime_ns, st.st_ino)
     _check_size(identity, descriptor, path)
     return BlobFile(descriptor, path, identity)
