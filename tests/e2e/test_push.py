@@ -251,7 +251,8 @@ def test_a_file_named_by_its_digest_is_checked_against_its_name(
     run = push(registry.url, "team/app", named, misnamed, options=("--part-size", "5MiB"))
 
     assert run.returncode == 1, run.stderr
-    good, bad = run.records
+    by_file = {Path(record["file"]).name: record for record in run.records}  # in finishing order
+    good, bad = by_file[named.name], by_file[misnamed.name]
     assert (good["outcome"], good["digest"]) == ("uploaded", digest)
     assert registry.fetch_layer("team/app", digest) == named.read_bytes()
     assert bad["outcome"] == "failed"
