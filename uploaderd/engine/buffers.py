@@ -7,12 +7,12 @@ memory.py): measured at ~0.7 CPU-second per GiB pushed, as much as the
 base64 and the SigV4 hash of the body together.  Recycling the buffer of a
 part just sent for the next part of the same size removes both.
 
-Three rules keep recycling honest:
-
 A part's charge is a ``PartCharge``: it owns its budget bytes and its
 buffer, and is settled exactly once (``settle``), which either keeps the
 buffer for reuse or returns the bytes; settling again does nothing, so a
 part cannot be returned twice, or lost by a path that forgot it.
+
+Three rules keep recycling honest:
 
 * **Kept buffers stay charged.**  A settled part's buffer is kept with its
   part's budget charge, which is handed on to the next part that reuses it.

@@ -1,10 +1,12 @@
 """Reading a layer file: validation, the hashing pass, and part read-ahead.
 
-A layer is read twice.  The first pass computes its sha256 so the registry
-can be asked whether it already has the layer before a single part is sent;
-the second pass reads the parts to send, a little ahead of the network.  Both
-passes charge their buffers to the shared ``ByteBudget`` and run the blocking
-reads and the hashing in worker threads (hashlib releases the GIL on large
+A loose layer is read twice.  The first pass computes its sha256 so the
+registry can be asked whether it already has the layer (before a single part
+is sent, or beside the upload for a big one: ``alongside``); the second pass
+reads the parts to send, a little ahead of the network.  A layer whose digest
+is claimed is read once, hashed as it is sent (``digests``).  Both passes
+charge their buffers to the shared ``ByteBudget`` and run the blocking reads
+and the hashing in worker threads (hashlib releases the GIL on large
 buffers), so the event loop stays free to drive the uploads.
 """
 
@@ -69,7 +71,7 @@ class LayerFile:
             )
         problem = layer_size_problem(st.st_size)
         if problem is not None:
-            code = "EmptyLayer" if st.st_size == 0 else "LayerTooLarge"
+            code = ErrorCode.EMPTY_LAYER if st.st_size == 0 else ErrorCode.LAYER_TOO_LARGE
             raise LayerFileError(problem, path=path, code=code)
         layer = cls(path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
         layer.check_readable()

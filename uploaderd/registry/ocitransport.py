@@ -108,7 +108,9 @@ class OciTransport:
                     f"registry {self.name} answered HTTP {answer.status} to {method}: "
                     f"{answer.error_text()}",
                     repository=repository,
-                    code=answer.error_code() if answer.status >= 500 else "TooManyRequests",
+                    code=answer.error_code()
+                    if answer.status >= 500
+                    else ErrorCode.TOO_MANY_REQUESTS,
                 )
             return answer
 
