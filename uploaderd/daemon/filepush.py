@@ -23,7 +23,7 @@ from uploaderd.daemon.metrics import DaemonMetrics
 from uploaderd.daemon.observer import DaemonObserver
 from uploaderd.daemon.spool import IMAGE, identity_of
 from uploaderd.engine.scheduler import UploadEngine
-from uploaderd.errors import JournalError, UploaderError, unwrap_group
+from uploaderd.errors import ImageIncompleteError, JournalError, UploaderError, unwrap_group
 from uploaderd.image.push import push_image
 from uploaderd.image.source import open_image
 from uploaderd.model import LayerJob, LayerResult, Outcome
@@ -116,7 +116,11 @@ class FilePush:
         finally:
             self.metrics.in_flight.dec()
         seconds = round(time.monotonic() - started, 3)
-        decision = self._decide(record, error, Outcome.UPLOADED, self._image_wait(record, path))
+        # Only an incomplete image directory is waited for; what it waits on needs a tree walk.
+        waiting = (
+            self._image_wait(record, path) if isinstance(error, ImageIncompleteError) else None
+        )
+        decision = self._decide(record, error, Outcome.UPLOADED, waiting)
         if error is None:
             logs.event(
                 "image pushed",
