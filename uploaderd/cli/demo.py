@@ -24,12 +24,10 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
-from aiobotocore.session import get_session
 from anyio.abc import Process
 
-from uploaderd.localregistry import LocalRegistry, LocalRegistryConfig
 from uploaderd.sizes import MIB
-from uploaderd.testing import free_port
+from uploaderd.testing import ecr_client, free_port, running_local_registry
 
 SAMPLE_LAYERS = {
     "demo/app": {"base.tar": 25 * MIB + 17, "deps.tar": 12 * MIB},
@@ -66,13 +64,7 @@ def _get(url: str) -> bytes:
 async def _verify(url: str, digests: dict[tuple[str, str], str]) -> bool:
     """Fetch every layer back the way an ECR user would and compare digests."""
     ok = True
-    async with get_session().create_client(
-        "ecr",
-        region_name="us-east-1",
-        endpoint_url=url,
-        aws_access_key_id=DEMO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=DEMO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    ) as client:
+    async with ecr_client(url) as client:
         for (repository, name), digest in digests.items():
             answer = await client.get_download_url_for_layer(
                 repositoryName=repository, layerDigest=digest
@@ -119,9 +111,9 @@ async def run(args: argparse.Namespace) -> int:
         root = Path(scratch)
         spool, state = root / "spool", root / "state"
         spool.mkdir()
-        config = LocalRegistryConfig(storage=root / "registry", auto_create_repositories=True)
         env = {**os.environ, **DEMO_CREDENTIALS}
-        async with LocalRegistry(config) as registry:
+        storage = root / "registry"
+        async with running_local_registry(storage, auto_create_repositories=True) as registry:
             print(f"local ECR-compatible registry on {registry.url}")
             metrics_url = f"http://127.0.0.1:{free_port()}"
             command = [
