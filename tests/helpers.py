@@ -7,7 +7,9 @@ port) is in ``uploaderd.testing``; this is what only our own tests need.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import tarfile
 from pathlib import Path
 
 from uploaderd.sizes import MIB
@@ -46,3 +48,13 @@ def make_layer(directory: Path, name: str, size: int) -> tuple[Path, str]:
             digest.update(chunk)
             out.write(chunk)
     return temporary.rename(directory / name), "sha256:" + digest.hexdigest()
+
+
+def layer_tar(size: int) -> bytes:
+    """An uncompressed tar holding one file of ``size`` random bytes: a real layer."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(f"data-{os.urandom(4).hex()}.bin")
+        info.size = size
+        tar.addfile(info, io.BytesIO(os.urandom(size)))
+    return out.getvalue()

@@ -70,6 +70,9 @@ class ErrorCode(enum.StrEnum):
     SIZE_MISMATCH = "SizeMismatch"
     UNSUPPORTED_MEDIA_TYPE = "UnsupportedMediaType"
     NO_TAG = "NoTag"
+    INVALID_TAG = "InvalidTag"
+    PLATFORM_NOT_FOUND = "PlatformNotFound"
+    MANIFEST_CYCLE = "ManifestCycle"
     BLOBS_MISSING = "BlobsMissing"
     IMAGE_INCOMPLETE = "ImageIncomplete"
     # the registry, as uploaderd names what both backends mean alike

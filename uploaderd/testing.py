@@ -21,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
 from aiobotocore.config import AioConfig
@@ -38,9 +38,11 @@ from uploaderd.errors import (
 )
 from uploaderd.localregistry import LocalRegistry, LocalRegistryConfig
 from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
+from uploaderd.registry.limits import ECR_LIMITS, RegistryLimits
 from uploaderd.sizes import MIB
 
 if TYPE_CHECKING:
+    from aiobotocore.client import AioBaseClient
     from types_aiobotocore_ecr import ECRClient
 
 __all__ = ["MemoryRegistry", "ecr_client", "free_port", "running_local_registry"]
@@ -66,7 +68,7 @@ class MemoryRegistry:
     means two parts of one upload were in flight at once, which ECR refuses) and
     ``max_uploads_in_flight`` (how many layers were uploading in parallel).
     Finished layers are in ``layers`` by digest, published manifests in
-    ``manifests`` by repository and tag.
+    ``manifests`` by repository and digest, and by repository and tag.
     """
 
     part_size: int = 5 * MIB
@@ -83,6 +85,8 @@ class MemoryRegistry:
     forget_upload_after_parts: int | None = None
     silently_drop_parts: set[int] = field(default_factory=set)
     completed: list[str] = field(default_factory=list)
+    limits: RegistryLimits = ECR_LIMITS
+    """ECR's by default; give ``ECR_PUBLIC_LIMITS`` to test a push to ECR Public."""
 
     memory_per_part_byte = 1.0
 
@@ -146,10 +150,13 @@ class MemoryRegistry:
         self.completed.append(digest)
 
     async def put_manifest(
-        self, repository: str, tag: str, manifest: bytes, media_type: str
+        self, repository: str, manifest: bytes, media_type: str, tag: str | None = None
     ) -> None:
-        """Records the manifest; it does not check that its blobs are present."""
-        self.manifests[(repository, tag)] = manifest
+        """Records the manifest by digest and by tag; it does not check what it references."""
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        self.manifests[(repository, digest)] = manifest
+        if tag is not None:
+            self.manifests[(repository, tag)] = manifest
 
 
 @asynccontextmanager
@@ -158,7 +165,10 @@ async def running_local_registry(storage: Path, **options: Any) -> AsyncIterator
 
     ``storage`` is where it keeps layers (a later registry on the same directory
     finds them again); ``options`` are the other fields of ``LocalRegistryConfig``,
-    such as ``auto_create_repositories=True`` or ``faults=("throttle-every=3",)``.
+    such as ``auto_create_repositories=True``, ``faults=("throttle-every=3",)``,
+    ``registry_ids=("111122223333",)`` or ``public=True`` (ECR Public's protocol; talk to
+    it with ``ecr_client(url, service="ecr-public")``).  ``registry.request_log`` counts
+    each operation's calls by the registryId they carried.
     The registry binds port 0 itself, so no other process can take its port first.
     """
     config = LocalRegistryConfig(storage=storage, **options)
@@ -166,17 +176,37 @@ async def running_local_registry(storage: Path, **options: Any) -> AsyncIterator
         yield registry
 
 
-@asynccontextmanager
-async def ecr_client(
-    endpoint_url: str, config: AioConfig | None = None
-) -> AsyncIterator[ECRClient]:
+@overload
+def ecr_client(
+    endpoint_url: str, config: AioConfig | None = None, *, service: Literal["ecr"] = "ecr"
+) -> AbstractAsyncContextManager[ECRClient]: ...
+
+
+@overload
+def ecr_client(
+    endpoint_url: str, config: AioConfig | None = None, *, service: Literal["ecr-public"]
+) -> AbstractAsyncContextManager[AioBaseClient]: ...
+
+
+def ecr_client(
+    endpoint_url: str, config: AioConfig | None = None, *, service: str = "ecr"
+) -> AbstractAsyncContextManager[Any]:
     """An aiobotocore ECR client for the local registry at ``endpoint_url``.
 
-    The local registry checks no secret, so the credentials are fixed ones: a test
-    never needs, and never picks up, real AWS credentials for it.
+    ``service="ecr-public"`` gives an ECR Public client (signing name ecr-public,
+    region us-east-1, ``SpencerFrontendService.`` targets), for a registry run with
+    ``public=True``.  The local registry checks no secret, so the credentials are fixed
+    ones: a test never needs, and never picks up, real AWS credentials for it.
     """
-    async with get_session().create_client(
-        "ecr",
+    return _aws_client(service, endpoint_url, config)
+
+
+@asynccontextmanager
+async def _aws_client(
+    service: str, endpoint_url: str, config: AioConfig | None
+) -> AsyncIterator[Any]:
+    async with get_session().create_client(  # type: ignore[call-overload]
+        service,
         region_name="us-east-1",
         endpoint_url=endpoint_url,
         aws_access_key_id="test",

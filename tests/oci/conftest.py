@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -19,17 +16,20 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import PushRun, RegistryProcess, running_registry, uploaderd_env
-from tests.helpers import digest_of
+from tests.helpers import digest_of, layer_tar
 from uploaderd.testing import free_port
 
 REGISTRY = shutil.which("docker-registry")
 SKOPEO = shutil.which("skopeo")
 HTPASSWD = shutil.which("htpasswd")
 USER, PASSWORD = "builder", "s3cret-pass"
-# Without these, distribution answers 404 for an OCI manifest (it would convert to schema 1).
+# Without these, distribution answers 404 for an OCI manifest (it would convert to schema 1),
+# and answers for an index with its linux/amd64 manifest instead.
 ACCEPT = (
     "application/vnd.oci.image.manifest.v1+json, "
-    "application/vnd.docker.distribution.manifest.v2+json"
+    "application/vnd.docker.distribution.manifest.v2+json, "
+    "application/vnd.oci.image.index.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json"
 )
 
 needs_tools = pytest.mark.skipif(
@@ -153,16 +153,6 @@ def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-def layer_tar(size: int) -> bytes:
-    """An uncompressed tar holding one file of ``size`` random bytes: a real layer."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(f"data-{os.urandom(4).hex()}.bin")
-        info.size = size
-        tar.addfile(info, io.BytesIO(os.urandom(size)))
-    return out.getvalue()
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pytest
 from tests.e2e.conftest import RegistryProcess
 from tests.e2e.daemon import start_daemon
 from tests.helpers import digest_of
+from tests.imagefixtures import write_buildx_layout
 from tests.oci.conftest import OciRegistryProcess, skopeo, write_layout
 from tests.oci.test_image_ecr import batch_get_image
 
@@ -111,5 +112,32 @@ def test_daemon_pushes_to_an_oci_registry_named_in_the_config_section(
         )
         assert inspected.returncode == 0, inspected.stderr
         assert inspected.stdout.encode() == layout.manifest
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_daemon_pushes_a_renamed_multi_platform_layout_with_its_signature(
+    oci_registry: OciRegistryProcess, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[registry]\nurl = "{oci_registry.url}"\ninsecure = true\n')
+    daemon = start_daemon(tmp_path, "http://127.0.0.1:9", "--config", str(config))
+    try:
+        repository = daemon.watch / "team/app"
+        repository.mkdir(parents=True)
+        layout = write_buildx_layout(repository / ".multi", tag="v1")
+        (repository / ".multi").rename(repository / "multi")
+        daemon.wait_until(
+            (daemon.state_dir / "done/team/app/multi/index.json").is_file, 60, "image in done/"
+        )
+        inspected = skopeo(
+            "inspect", "--raw", "--tls-verify=false", f"docker://{oci_registry.host}/team/app:v1"
+        )
+        assert inspected.returncode == 0, inspected.stderr
+        assert inspected.stdout.encode() == layout.index
+        signature = digest_of(layout.signature)
+        assert oci_registry.get(f"/v2/team/app/manifests/{signature}") == (200, layout.signature)
+        pushed = [e for e in daemon.log_events() if e["event"] == "image pushed"]
+        assert [e["image"] for e in pushed] == [f"team/app:v1@{layout.index_digest}"]
     finally:
         assert daemon.stop() == 0

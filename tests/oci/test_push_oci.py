@@ -145,15 +145,15 @@ def test_oci_layout_tarball_and_tag_flag(oci_registry: OciRegistryProcess, tmp_p
     assert status == 200
 
 
-def _rewrite_manifest(layout_root: Path, edit: dict[str, str]) -> None:
-    """Change the first layer's descriptor and re-point index.json at the new manifest."""
+def _retype_manifest(layout_root: Path, media_type: str) -> None:
+    """Give the manifest another media type and re-point index.json at the new manifest."""
     index = json.loads((layout_root / "index.json").read_text())
     old = index["manifests"][0]["digest"].removeprefix("sha256:")
     manifest = json.loads((layout_root / "blobs" / "sha256" / old).read_bytes())
-    manifest["layers"][0].update(edit)
+    manifest["mediaType"] = media_type
     raw = json.dumps(manifest).encode()
     (layout_root / "blobs" / "sha256" / digest_of(raw).removeprefix("sha256:")).write_bytes(raw)
-    index["manifests"][0].update(digest=digest_of(raw), size=len(raw))
+    index["manifests"][0].update(digest=digest_of(raw), size=len(raw), mediaType=media_type)
     (layout_root / "index.json").write_text(json.dumps(index))
 
 
@@ -175,8 +175,8 @@ def test_bad_image_is_refused_and_nothing_is_tagged(
         path.write_bytes(bytes(data))
         expected = "hash to sha256:"
     elif fault == "unknown-media-type":
-        _rewrite_manifest(layout.root, {"mediaType": "application/x-not-a-layer"})
-        expected = "unknown media type 'application/x-not-a-layer'"
+        _retype_manifest(layout.root, "application/x-not-a-manifest")
+        expected = "unknown manifest media type 'application/x-not-a-manifest'"
     else:
         archive = tmp_path / "image.tar"
         made = skopeo("copy", f"oci:{layout.root}:v1", f"docker-archive:{archive}:team/app:v1")

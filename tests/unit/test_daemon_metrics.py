@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from uploaderd.daemon.journal import Journal
 from uploaderd.daemon.metrics import DaemonMetrics, DaemonStateCollector
 from uploaderd.engine.budget import ByteBudget
+from uploaderd.engine.limiter import AimdLimit, LayerLimit
 from uploaderd.model import FileIdentity
 
 MIB = 1024 * 1024
@@ -135,3 +136,12 @@ def test_a_second_collector_of_the_same_names_is_refused(journal: Journal) -> No
     DaemonStateCollector(journal, ByteBudget(MIB), Watcher(), registry=registry)
     with pytest.raises(ValueError, match="uploaderd_queue_files"):
         DaemonStateCollector(journal, ByteBudget(MIB), Watcher(), registry=registry)
+
+
+async def test_the_concurrency_limit_is_read_at_scrape_time(journal: Journal) -> None:
+    limit = LayerLimit.adaptive(AimdLimit(ceiling=16, budget_cap=6))
+    registry = CollectorRegistry()
+    DaemonStateCollector(journal, ByteBudget(MIB), Watcher(), limit=limit, registry=registry)
+    assert scrape(registry)["uploaderd_concurrency_limit"] == 4
+    limit.congested()
+    assert scrape(registry)["uploaderd_concurrency_limit"] == 2

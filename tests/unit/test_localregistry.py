@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,18 +20,22 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 from types_aiobotocore_ecr import ECRClient
 
+from tests.e2e.conftest import running_registry
 from tests.helpers import digest_of
 from uploaderd.localregistry import (
     REGISTRY_ID,
     Fault,
     FaultKind,
+    LayerLimits,
     LocalRegistry,
     LocalRegistryConfig,
+    RequestLog,
     add_arguments,
     config_from_args,
     parse_fault,
     serve_forever,
 )
+from uploaderd.localregistry.stats import MAX_LOGGED_KEYS, OTHER_REGISTRY_ID
 from uploaderd.testing import ecr_client, running_local_registry
 
 MIB = 1024 * 1024
@@ -598,3 +603,421 @@ async def test_serve_forever_announces_its_url_and_stops_when_cancelled(tmp_path
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# Registry ids: a central account named on every call.
+
+CENTRAL = "111122223333"
+SIDE = "444455556666"
+UNSERVED = "999999999999"
+
+
+def not_found_message(name: str, registry_id: str) -> str:
+    return (
+        f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
+    )
+
+
+async def test_a_repository_exists_under_its_registry_id_only(tmp_path: Path) -> None:
+    async with (
+        running_local_registry(tmp_path / "registry", registry_ids=(SIDE, CENTRAL)) as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
+        created = await ecr.create_repository(repositoryName=REPO, registryId=CENTRAL)
+        assert created["repository"]["registryId"] == CENTRAL
+        assert created["repository"]["repositoryUri"].startswith(f"{CENTRAL}.dkr.ecr.")
+        listed = await ecr.describe_repositories(registryId=CENTRAL)
+        assert [r["repositoryName"] for r in listed["repositories"]] == [REPO]
+        assert (await ecr.describe_repositories())["repositories"] == []  # the default: SIDE
+
+        for registry_id in (None, SIDE, UNSERVED):
+            named = {} if registry_id is None else {"registryId": registry_id}
+            with pytest.raises(ClientError) as missing:
+                await ecr.initiate_layer_upload(repositoryName=REPO, **named)
+            assert error_code(missing) == "RepositoryNotFoundException"
+            message = missing.value.response["Error"]["Message"]
+            assert message == not_found_message(REPO, registry_id or SIDE)
+        with pytest.raises(ClientError) as unserved:
+            await ecr.describe_repositories(registryId=UNSERVED)
+        assert error_code(unserved) == "RepositoryNotFoundException"
+
+        # The same name under another id is another repository, with its own uploads.
+        await ecr.create_repository(repositoryName=REPO)
+        upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO, registryId=CENTRAL))[
+            "uploadId"
+        ]
+        with pytest.raises(ClientError) as elsewhere:
+            await upload_part(ecr, upload_id, 0, b"x")
+        assert error_code(elsewhere) == "UploadNotFoundException"
+
+
+async def test_answers_carry_the_registry_id_the_request_named(tmp_path: Path) -> None:
+    async with (
+        running_local_registry(tmp_path / "registry", registry_ids=(SIDE, CENTRAL)) as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
+        at = {"repositoryName": REPO, "registryId": CENTRAL}
+        await ecr.create_repository(**at)
+        upload_id = (await ecr.initiate_layer_upload(**at))["uploadId"]
+        part = await ecr.upload_layer_part(
+            **at, uploadId=upload_id, partFirstByte=0, partLastByte=1, layerPartBlob=b"{}"
+        )
+        assert part["registryId"] == CENTRAL
+        done = await ecr.complete_layer_upload(
+            **at, uploadId=upload_id, layerDigests=[digest_of(b"{}")]
+        )
+        assert done["registryId"] == CENTRAL
+        manifest = (
+            '{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", '
+            '"config": {"mediaType": "application/vnd.oci.image.config.v1+json", '
+            f'"digest": "{digest_of(b"{}")}", "size": 2}}, "layers": []}}'
+        )
+        put = await ecr.put_image(**at, imageManifest=manifest, imageTag="v1")
+        assert put["image"]["registryId"] == CENTRAL
+        described = await ecr.describe_images(**at)
+        assert [d["registryId"] for d in described["imageDetails"]] == [CENTRAL]
+        got = await ecr.batch_get_image(**at, imageIds=[{"imageTag": "v1"}])
+        assert got["images"][0]["registryId"] == CENTRAL
+        url = (await ecr.get_download_url_for_layer(**at, layerDigest=digest_of(b"{}")))[
+            "downloadUrl"
+        ]
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            assert await resp.read() == b"{}"
+
+
+async def test_the_request_log_shows_which_registry_id_each_call_carried(tmp_path: Path) -> None:
+    async with (
+        running_local_registry(tmp_path / "registry", registry_ids=(CENTRAL,)) as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
+        await ecr.create_repository(repositoryName=REPO, registryId=CENTRAL)
+        for _ in range(2):
+            await ecr.batch_check_layer_availability(
+                repositoryName=REPO, registryId=CENTRAL, layerDigests=[digest_of(b"x")]
+            )
+        assert registry.request_log.registry_ids() == {CENTRAL}
+        await ecr.initiate_layer_upload(repositoryName=REPO)  # forgot it
+        with pytest.raises(ClientError):
+            await ecr.initiate_layer_upload(repositoryName=REPO, registryId=UNSERVED)
+
+        assert registry.request_log.registry_ids() == {CENTRAL, None, UNSERVED}
+        assert registry.request_log.registry_ids("InitiateLayerUpload") == {None, UNSERVED}
+        assert registry.request_log.counts == {
+            ("CreateRepository", CENTRAL): 1,
+            ("BatchCheckLayerAvailability", CENTRAL): 2,
+            ("InitiateLayerUpload", None): 1,
+            ("InitiateLayerUpload", UNSERVED): 1,
+        }
+        seen = await stats(registry)
+        assert sorted(
+            seen["request_log"], key=lambda e: (e["operation"], str(e["registryId"]))
+        ) == [
+            {"operation": "BatchCheckLayerAvailability", "registryId": CENTRAL, "count": 2},
+            {"operation": "CreateRepository", "registryId": CENTRAL, "count": 1},
+            {"operation": "InitiateLayerUpload", "registryId": UNSERVED, "count": 1},
+            {"operation": "InitiateLayerUpload", "registryId": None, "count": 1},
+        ]
+        async with aiohttp.ClientSession() as session:
+            await session.post(f"{registry.url}/_stats/reset")
+        assert (await stats(registry))["request_log"] == []
+
+
+def test_the_request_log_stays_small_whatever_ids_a_client_invents() -> None:
+    log = RequestLog()
+    for n in range(3 * MAX_LOGGED_KEYS):
+        log.record("BatchCheckLayerAvailability", f"{n:012d}")
+    assert len(log.counts) == MAX_LOGGED_KEYS + 1
+    assert log.counts[("BatchCheckLayerAvailability", OTHER_REGISTRY_ID)] == 2 * MAX_LOGGED_KEYS
+    assert sum(log.counts.values()) == 3 * MAX_LOGGED_KEYS
+
+
+async def test_repositories_keep_their_registry_id_across_a_restart(tmp_path: Path) -> None:
+    storage = tmp_path / "registry"
+    async with (
+        running_local_registry(storage, registry_ids=(SIDE, CENTRAL)) as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
+        await ecr.create_repository(repositoryName="central/app", registryId=CENTRAL)
+        await ecr.create_repository(repositoryName="side/app")
+    async with (
+        running_local_registry(storage, registry_ids=(SIDE, CENTRAL)) as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
+        central = await ecr.describe_repositories(registryId=CENTRAL)
+        side = await ecr.describe_repositories(registryId=SIDE)
+    assert [(r["repositoryName"], r["registryId"]) for r in central["repositories"]] == [
+        ("central/app", CENTRAL)
+    ]
+    assert [(r["repositoryName"], r["registryId"]) for r in side["repositories"]] == [
+        ("side/app", SIDE)
+    ]
+
+
+async def test_an_index_from_before_registry_ids_belongs_to_the_default(tmp_path: Path) -> None:
+    storage = tmp_path / "registry"
+    storage.mkdir()
+    old = {"name": REPO, "created_at": 1.0, "tag_mutability": "MUTABLE"}
+    old |= {"layers": {}, "images": {}, "tags": {}}
+    (storage / "index.json").write_text(json.dumps({REPO: old}))
+    async with (
+        running_local_registry(storage, registry_ids=(CENTRAL,)) as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
+        listed = await ecr.describe_repositories()
+    assert [(r["repositoryName"], r["registryId"]) for r in listed["repositories"]] == [
+        (REPO, CENTRAL)
+    ]
+
+
+def test_registry_ids_are_12_digit_account_ids(tmp_path: Path) -> None:
+    assert LocalRegistryConfig(storage=tmp_path).registry_ids == (REGISTRY_ID,)
+    for bad in (("12345",), ("1111222233334",), ()):
+        with pytest.raises(ValueError, match="registry id"):
+            LocalRegistryConfig(storage=tmp_path, registry_ids=bad)
+
+
+def test_cli_registry_ids_public_mode_and_limits(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        [
+            *("--storage", str(tmp_path), "--registry-id", CENTRAL, "--registry-id", SIDE),
+            *("--public", "--max-layer-parts", "10", "--max-layer-bytes", "1000"),
+        ]
+    )
+    config = config_from_args(args)
+    assert config.registry_ids == (CENTRAL, SIDE)
+    assert config.public
+    assert config.layer_limits == LayerLimits(max_parts=10, max_bytes=1000)
+    plain = config_from_args(parser.parse_args(["--storage", str(tmp_path)]))
+    assert (plain.registry_ids, plain.public) == ((REGISTRY_ID,), False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--storage", str(tmp_path), "--registry-id", "central"])
+
+
+def test_the_local_registry_process_reports_its_request_log(tmp_path: Path) -> None:
+    """What e2e tests read: ``RegistryProcess.stats()["request_log"]``."""
+    with running_registry(tmp_path / "registry", "--registry-id", CENTRAL) as server:
+
+        async def push_to_central() -> None:
+            async with ecr_client(server.url, NO_RETRIES) as ecr:
+                await ecr.create_repository(repositoryName=REPO, registryId=CENTRAL)
+                await ecr.describe_repositories(registryId=CENTRAL)
+                await ecr.describe_repositories()
+
+        asyncio.run(push_to_central())
+        log = server.stats()["request_log"]
+    assert sorted(log, key=lambda e: (e["operation"], str(e["registryId"]))) == [
+        {"operation": "CreateRepository", "registryId": CENTRAL, "count": 1},
+        {"operation": "DescribeRepositories", "registryId": CENTRAL, "count": 1},
+        {"operation": "DescribeRepositories", "registryId": None, "count": 1},
+    ]
+
+
+# ECR Public mode.
+
+
+@pytest.fixture
+async def public_registry(tmp_path: Path) -> AsyncIterator[LocalRegistry]:
+    async with running_local_registry(tmp_path / "public", public=True) as registry:
+        yield registry
+
+
+@pytest.fixture
+async def ecr_public(public_registry: LocalRegistry) -> AsyncIterator[Any]:
+    async with ecr_client(public_registry.url, NO_RETRIES, service="ecr-public") as client:
+        await client.create_repository(repositoryName=REPO)
+        yield client
+
+
+def test_public_mode_has_ecr_publics_quotas(tmp_path: Path) -> None:
+    assert LocalRegistryConfig(storage=tmp_path, public=True).layer_limits == LayerLimits(
+        max_parts=1000, max_bytes=10000 * MIB
+    )
+    assert LocalRegistryConfig(storage=tmp_path).layer_limits == LayerLimits(
+        max_parts=4200, max_bytes=52000 * MIB
+    )
+
+
+async def test_a_layer_and_an_image_go_up_through_an_ecr_public_client(
+    public_registry: LocalRegistry, ecr_public: Any
+) -> None:
+    first, last = os.urandom(5 * MIB), b"the last part may be small"
+    digest = digest_of(first + last)
+    missing = await ecr_public.batch_check_layer_availability(
+        repositoryName=REPO, layerDigests=[digest]
+    )
+    assert [f["failureCode"] for f in missing["failures"]] == ["MissingLayerDigest"]
+    upload = await ecr_public.initiate_layer_upload(repositoryName=REPO)
+    assert upload["partSize"] == 10 * MIB
+    for start, data in ((0, first), (len(first), last)):
+        part = await ecr_public.upload_layer_part(
+            repositoryName=REPO,
+            uploadId=upload["uploadId"],
+            partFirstByte=start,
+            partLastByte=start + len(data) - 1,
+            layerPartBlob=data,
+        )
+        assert part["lastByteReceived"] == start + len(data) - 1
+    await ecr_public.complete_layer_upload(
+        repositoryName=REPO, uploadId=upload["uploadId"], layerDigests=[digest]
+    )
+    upload = await ecr_public.initiate_layer_upload(repositoryName=REPO)
+    await ecr_public.upload_layer_part(
+        repositoryName=REPO,
+        uploadId=upload["uploadId"],
+        partFirstByte=0,
+        partLastByte=1,
+        layerPartBlob=b"{}",
+    )
+    await ecr_public.complete_layer_upload(
+        repositoryName=REPO, uploadId=upload["uploadId"], layerDigests=[digest_of(b"{}")]
+    )
+    manifest = (
+        '{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", '
+        '"config": {"mediaType": "application/vnd.oci.image.config.v1+json", '
+        f'"digest": "{digest_of(b"{}")}", "size": 2}}, '
+        '"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", '
+        f'"digest": "{digest}", "size": {len(first + last)}}}]}}'
+    )
+    put = await ecr_public.put_image(repositoryName=REPO, imageManifest=manifest, imageTag="v1")
+    assert put["image"]["imageId"] == {
+        "imageDigest": digest_of(manifest.encode()),
+        "imageTag": "v1",
+    }
+
+    described = await ecr_public.describe_images(repositoryName=REPO)
+    [detail] = described["imageDetails"]
+    assert (detail["imageTags"], detail["imageSizeInBytes"]) == (["v1"], 2 + len(first + last))
+    repositories = (await ecr_public.describe_repositories())["repositories"]
+    assert [r["repositoryUri"] for r in repositories] == [f"public.ecr.aws/{REGISTRY_ID}/{REPO}"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{public_registry.url}/blobs/{REPO}/{digest}") as resp,
+    ):
+        assert await resp.read() == first + last
+
+
+async def test_each_mode_answers_the_others_protocol_as_unknown(
+    registry: LocalRegistry, public_registry: LocalRegistry
+) -> None:
+    async with (
+        ecr_client(public_registry.url, NO_RETRIES) as private_client,
+        ecr_client(registry.url, NO_RETRIES, service="ecr-public") as public_client,
+    ):
+        for call in (private_client.describe_repositories(), public_client.describe_repositories()):
+            with pytest.raises(ClientError) as unknown:
+                await call
+            assert error_code(unknown) == "UnknownOperationException"
+            assert unknown.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # What ECR Public lacks, a public-mode registry lacks too.
+    headers = SIGNED_JSON | {"X-Amz-Target": "SpencerFrontendService.GetDownloadUrlForLayer"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(public_registry.url + "/", data=b"{}", headers=headers) as resp,
+    ):
+        assert resp.status == 400
+        assert (await resp.json(content_type=None))["__type"] == "UnknownOperationException"
+
+
+async def test_public_mode_refuses_part_1001(ecr_public: Any) -> None:
+    upload_id = (await ecr_public.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+
+    async def part(first: int) -> int:
+        answer = await ecr_public.upload_layer_part(
+            repositoryName=REPO,
+            uploadId=upload_id,
+            partFirstByte=first,
+            partLastByte=first,
+            layerPartBlob=b"x",
+        )
+        return int(answer["lastByteReceived"])
+
+    for n in range(1000):
+        assert await part(n) == n
+    with pytest.raises(ClientError) as too_many:
+        await part(1000)
+    assert error_code(too_many) == "LimitExceededException"
+    assert "1000 parts" in str(too_many.value)
+    with pytest.raises(ClientError) as where:  # the refused part was not kept
+        await part(999)
+    assert where.value.response["lastValidByteReceived"] == 999
+
+
+async def test_a_layer_may_not_pass_the_byte_limit(tmp_path: Path) -> None:
+    async with (
+        running_local_registry(tmp_path / "r", public=True, max_layer_bytes=6 * MIB) as registry,
+        ecr_client(registry.url, NO_RETRIES, service="ecr-public") as ecr_public,
+    ):
+        await ecr_public.create_repository(repositoryName=REPO)
+        upload_id = (await ecr_public.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+        first, over, fits = os.urandom(5 * MIB), os.urandom(MIB + 1), os.urandom(MIB)
+
+        async def part(start: int, data: bytes) -> None:
+            await ecr_public.upload_layer_part(
+                repositoryName=REPO,
+                uploadId=upload_id,
+                partFirstByte=start,
+                partLastByte=start + len(data) - 1,
+                layerPartBlob=data,
+            )
+
+        await part(0, first)
+        with pytest.raises(ClientError) as too_big:
+            await part(len(first), over)
+        assert error_code(too_big) == "LimitExceededException"
+        await part(len(first), fits)  # exactly the limit
+        await ecr_public.complete_layer_upload(
+            repositoryName=REPO, uploadId=upload_id, layerDigests=[digest_of(first + fits)]
+        )
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{registry.url}/blobs/{REPO}/{digest_of(first + fits)}") as resp,
+        ):
+            assert await resp.read() == first + fits
+
+
+async def test_private_mode_enforces_its_part_limit_too(tmp_path: Path) -> None:
+    async with (
+        running_local_registry(tmp_path / "r", max_layer_parts=2) as registry,
+        ecr_client(registry.url, NO_RETRIES) as ecr,
+    ):
+        await ecr.create_repository(repositoryName=REPO)
+        upload_id = (await ecr.initiate_layer_upload(repositoryName=REPO))["uploadId"]
+        assert await upload_part(ecr, upload_id, 0, b"a") == 0
+        assert await upload_part(ecr, upload_id, 1, b"b") == 1
+        with pytest.raises(ClientError) as third:
+            await upload_part(ecr, upload_id, 2, b"c")
+        assert error_code(third) == "LimitExceededException"
+
+
+def test_the_local_registry_process_speaks_ecr_public_with_public(tmp_path: Path) -> None:
+    with running_registry(tmp_path / "registry", "--public") as server:
+
+        async def both() -> tuple[list[str], str]:
+            async with ecr_client(server.url, NO_RETRIES, service="ecr-public") as ecr_public:
+                await ecr_public.create_repository(repositoryName=REPO)
+                listed = await ecr_public.describe_repositories()
+            async with ecr_client(server.url, NO_RETRIES) as ecr:
+                with pytest.raises(ClientError) as unknown:
+                    await ecr.describe_repositories()
+            return [r["repositoryName"] for r in listed["repositories"]], error_code(unknown)
+
+        names, code = asyncio.run(both())
+    assert (names, code) == ([REPO], "UnknownOperationException")
+
+
+async def test_public_mode_wants_signatures_scoped_to_ecr_public(
+    public_registry: LocalRegistry,
+) -> None:
+    target = {"X-Amz-Target": "SpencerFrontendService.DescribeRepositories"}
+    answers = []
+    for service in ("ecr", "ecr-public"):
+        authorization = SIGNED_JSON["Authorization"].replace("/ecr/", f"/{service}/")
+        headers = SIGNED_JSON | target | {"Authorization": authorization}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(public_registry.url + "/", data=b"{}", headers=headers) as resp,
+        ):
+            answers.append((resp.status, (await resp.json(content_type=None)).get("__type")))
+    assert answers == [(403, "InvalidSignatureException"), (200, None)]

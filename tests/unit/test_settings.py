@@ -24,10 +24,18 @@ REQUIRED_FOR_RUN = {"watch": "/spool", "state_dir": "/state"}
 def test_the_engine_and_the_registry_are_built_from_the_declared_defaults() -> None:
     settings = load_settings(PushSettings, {}, environ={})
     engine = settings.engine_settings()
-    assert (engine.concurrency, engine.memory_budget, engine.part_size) == (4, 256 * MIB, None)
+    assert (engine.concurrency, engine.memory_budget, engine.part_size) == (None, 256 * MIB, None)
+    assert engine.max_concurrency == 16
     assert engine.retry.max_attempts == 8
     choice = settings.registry_choice()
-    assert (choice.connections, choice.request_timeout) == (6, 120.0)
+    assert (choice.connections, choice.request_timeout) == (18, 120.0)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [("auto", None), (" Auto ", None), ("6", 6), (6, 6)]
+)
+def test_concurrency_is_auto_or_a_number(given: object, expected: int | None) -> None:
+    assert load_settings(PushSettings, {"concurrency": given}, environ={}).concurrency == expected
 
 
 def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:

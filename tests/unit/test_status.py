@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,7 @@ import pytest
 
 from uploaderd.cli.status import render, show_status, snapshot
 from uploaderd.daemon.journal import JOURNAL_NAME, Journal
+from uploaderd.daemon.limitfile import PublishedLimit, read_limit, write_limit
 from uploaderd.model import FileIdentity
 
 MIB = 1024 * 1024
@@ -106,3 +110,38 @@ def test_json_keeps_the_old_keys_and_adds_the_split(tmp_path: Path, journal: Jou
     assert (queue["waiting_files"], queue["waiting_bytes"]) == (1, MIB)
     assert (queue["in_flight_files"], queue["in_flight_bytes"]) == (1, 3 * MIB)
     assert queue["eta_seconds"] == pytest.approx(6, rel=0.05)  # 3 MiB left at 0.5 MiB/s
+
+
+def published(mode: str, limit: int, *, pid: int | None = None) -> PublishedLimit:
+    cap = 6 if mode == "auto" else None
+    return PublishedLimit(
+        mode, limit, 16 if mode == "auto" else limit, cap, pid or os.getpid(), 0.0
+    )
+
+
+def test_status_shows_the_daemons_concurrency_limit(tmp_path: Path, journal: Journal) -> None:
+    assert "concurrency limit: - (no running daemon published one)" in show_status(
+        tmp_path, as_json=False
+    )
+    write_limit(tmp_path, published("auto", 5))
+    assert (
+        "concurrency limit: 5 layers (auto, max 16, memory budget holds 6)"
+        in show_status(tmp_path, as_json=False).splitlines()
+    )
+    concurrency = json.loads(show_status(tmp_path, as_json=True))["concurrency"]
+    assert (concurrency["mode"], concurrency["limit"], concurrency["max"]) == ("auto", 5, 16)
+    write_limit(tmp_path, published("fixed", 3))
+    assert "concurrency limit: 3 layers (fixed)" in show_status(tmp_path, as_json=False)
+
+
+def test_a_limit_left_by_a_dead_daemon_is_not_shown(tmp_path: Path) -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    write_limit(tmp_path, published("auto", 5, pid=int(child.stdout)))
+    assert read_limit(tmp_path) is None
+    (tmp_path / "concurrency.json").write_text("{not json")
+    assert read_limit(tmp_path) is None

@@ -11,6 +11,7 @@ from typing import Any
 
 from uploaderd.cli.exits import ExitStatus
 from uploaderd.daemon.journal import JOURNAL_NAME, FileRecord, Journal, QueueFigures
+from uploaderd.daemon.limitfile import PublishedLimit, read_limit
 from uploaderd.errors import ConfigurationError, ErrorCode
 from uploaderd.settings import load_paths
 from uploaderd.sizes import MIB
@@ -69,7 +70,10 @@ class QueueEstimate:
         return cls(remaining, rate, remaining / rate if rate else None)
 
 
-def snapshot(journal: Journal, *, failures: int = 10) -> dict[str, Any]:
+def snapshot(
+    journal: Journal, *, failures: int = 10, limit: PublishedLimit | None = None
+) -> dict[str, Any]:
+    """The view; ``limit`` is what a running daemon published of its layer limit."""
     now = time.time()
     figures = journal.queue_figures()
     in_flight = [Progress.of(r, now) for r in journal.records("hashing", "uploading")]
@@ -89,6 +93,7 @@ def snapshot(journal: Journal, *, failures: int = 10) -> dict[str, Any]:
             "mib_per_second": round(estimate.rate / MIB, 2) if estimate.rate else None,
             "eta_seconds": round(estimate.eta, 1) if estimate.eta is not None else None,
         },
+        "concurrency": _concurrency(limit),
         "in_flight": [
             {
                 "file": p.record.relpath,
@@ -113,8 +118,35 @@ def snapshot(journal: Journal, *, failures: int = 10) -> dict[str, Any]:
     }
 
 
+def _concurrency(limit: PublishedLimit | None) -> dict[str, Any] | None:
+    if limit is None:
+        return None
+    return {
+        "mode": limit.mode,
+        "limit": limit.limit,
+        "max": limit.ceiling,
+        "budget_cap": limit.budget_cap,
+        "updated_at": limit.updated_at,
+    }
+
+
+def _concurrency_line(concurrency: dict[str, Any] | None) -> str:
+    if concurrency is None:
+        return "concurrency limit: - (no running daemon published one)"
+    if concurrency["mode"] == "fixed":
+        return f"concurrency limit: {concurrency['limit']} layers (fixed)"
+    line = f"concurrency limit: {concurrency['limit']} layers (auto, max {concurrency['max']}"
+    if concurrency["budget_cap"] is not None and concurrency["budget_cap"] < concurrency["max"]:
+        line += f", memory budget holds {concurrency['budget_cap']}"
+    return line + ")"
+
+
 def render(view: dict[str, Any]) -> str:
-    lines = [_queue_line(view["queue"]), f"in flight: {len(view['in_flight'])}"]
+    lines = [
+        _queue_line(view["queue"]),
+        _concurrency_line(view.get("concurrency")),
+        f"in flight: {len(view['in_flight'])}",
+    ]
     for item in view["in_flight"]:
         rate = f"{item['mib_per_second']:.1f} MiB/s" if item["mib_per_second"] else "-"
         eta = f"ETA {item['eta_seconds']:.0f}s" if item["eta_seconds"] is not None else "ETA -"
@@ -157,7 +189,7 @@ def _duration(seconds: float) -> str:
 def show_status(state_dir: Path, *, as_json: bool) -> str:
     journal = open_journal_read(state_dir)
     try:
-        view = snapshot(journal)
+        view = snapshot(journal, limit=read_limit(state_dir))
     finally:
         journal.close()
     return json.dumps(view, indent=2) if as_json else render(view)

@@ -25,7 +25,7 @@ from uploaderd.daemon.spool import IMAGE, identity_of
 from uploaderd.engine.scheduler import UploadEngine
 from uploaderd.errors import ImageIncompleteError, JournalError, UploaderError, unwrap_group
 from uploaderd.image.push import push_image
-from uploaderd.image.source import open_image
+from uploaderd.image.source import ImageChoice, open_image
 from uploaderd.model import LayerJob, LayerResult, Outcome
 from uploaderd.naming import claimed_digest
 from uploaderd.registry.base import Registry
@@ -104,7 +104,7 @@ class FilePush:
         self.metrics.in_flight.inc()
         try:
             with tempfile.TemporaryDirectory(dir=scratch) as workdir:
-                image = await open_image(path, None, Path(workdir))
+                image = await open_image(path, ImageChoice(), Path(workdir))
                 pushed = await push_image(image, record.repository, self.registry, self.engine)
         except (UploaderError, BaseExceptionGroup) as exc:
             error: UploaderError | None = _as_uploader_error(exc)
@@ -112,7 +112,9 @@ class FilePush:
         else:
             failures = [r.error for r in pushed.blobs if r.error is not None]
             error = failures[0] if failures else None
-            tagged = f"{record.repository}:{image.tag}@{pushed.manifest_digest}"
+            tagged = " ".join(
+                f"{record.repository}:{tag}@{digest}" for tag, digest in pushed.tagged.items()
+            )
         finally:
             self.metrics.in_flight.dec()
         seconds = round(time.monotonic() - started, 3)

@@ -128,12 +128,20 @@ class Running(Protocol):
     def running(self) -> bool: ...
 
 
+class CurrentLimit(Protocol):
+    """The engine's layer limit, as the collector reads it."""
+
+    @property
+    def current(self) -> int: ...
+
+
 STATE_GAUGES = {
     "uploaderd_queue_files": "Files queued or in flight",
     "uploaderd_queue_bytes": "Bytes of files queued or in flight",
     "uploaderd_oldest_queued_file_age_seconds": "Age of the oldest queued file",
     "uploaderd_readahead_bytes": "Layer bytes held in memory (read-ahead)",
     "uploaderd_watcher_up": "1 while the spool watcher runs",
+    "uploaderd_concurrency_limit": "Layers allowed in flight now (fixed, or adapted by AIMD)",
 }
 """The gauges read at scrape time, name and help; dashboards and alerts are written against them."""
 
@@ -153,11 +161,13 @@ class DaemonStateCollector:
         budget: HeldBytes,
         watcher: Running,
         *,
+        limit: CurrentLimit | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.journal = journal
         self.budget = budget
         self.watcher = watcher
+        self.limit = limit
         if registry is not None:
             registry.register(self)
 
@@ -175,6 +185,8 @@ class DaemonStateCollector:
             "uploaderd_readahead_bytes": self.budget.held,
             "uploaderd_watcher_up": 1 if self.watcher.running else 0,
         }
+        if self.limit is not None:
+            values["uploaderd_concurrency_limit"] = self.limit.current
         try:
             figures = self.journal.queue_figures()
         except JournalError:

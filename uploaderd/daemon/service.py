@@ -9,6 +9,7 @@ nothing: the next start continues from the journal.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -22,10 +23,11 @@ from uploaderd.daemon import http, logs
 from uploaderd.daemon.filepush import FilePush
 from uploaderd.daemon.finished import Archiver
 from uploaderd.daemon.intake import Intake
-from uploaderd.daemon.journal import JOURNAL_NAME, Journal
+from uploaderd.daemon.journal import JOURNAL_NAME, FileRecord, Journal
+from uploaderd.daemon.limitfile import PublishedLimit, remove_limit, write_limit
 from uploaderd.daemon.metrics import DaemonMetrics, DaemonStateCollector
 from uploaderd.daemon.observer import DaemonObserver
-from uploaderd.daemon.spool import walk
+from uploaderd.daemon.spool import IMAGE, walk
 from uploaderd.daemon.systemd import SystemdNotifier
 from uploaderd.daemon.watcher import Seen, Settler, SpoolWatcher
 from uploaderd.engine.scheduler import UploadEngine
@@ -86,7 +88,13 @@ class Daemon:
         self.watcher = SpoolWatcher(settings.watch, self.settler, self.rescan)
         self.observer = DaemonObserver(journal, metrics)
         self.engine = UploadEngine(registry, settings.engine_settings(), self.observer)
-        DaemonStateCollector(journal, self.engine.budget, self.watcher, registry=metrics.registry)
+        DaemonStateCollector(
+            journal,
+            self.engine.budget,
+            self.watcher,
+            limit=self.engine.limit,
+            registry=metrics.registry,
+        )
         self.file_push = FilePush(
             journal=journal,
             engine=self.engine,
@@ -101,6 +109,7 @@ class Daemon:
         self.registry_reachable: bool | None = None
         self.paused_reason: str | None = None
         self._wakeup = _Wakeup()
+        self._published: PublishedLimit | None = None
 
     # --- intake -----------------------------------------------------------------------
 
@@ -121,15 +130,30 @@ class Daemon:
     # --- workers ------------------------------------------------------------------------
 
     async def _worker(self) -> None:
+        """Claims a file only once it holds a layer slot, so the journal's in-flight
+        files are the layers the limit let start."""
         while not self.draining:
             if self.paused_reason is not None:
                 await self._wakeup.wait_at_most(1.0)
                 continue
-            record = self.journal.claim_next(time.time())
+            record = await self._push_next_layer()
             if record is None:
                 await self._wakeup.wait_at_most(1.0)
-                continue
-            await self.file_push.run(record)
+            elif record.kind == IMAGE:
+                # Outside the slot: each of its blobs takes one of its own
+                # (engine.push_all), so an image holding a slot never waits
+                # for its own blobs.
+                await self.file_push.run(record)
+
+    async def _push_next_layer(self) -> FileRecord | None:
+        """Claim the next file within a slot and push it if it is a layer; the claimed record."""
+        async with self.engine.limit.slot():
+            if self.draining:
+                return None
+            record = self.journal.claim_next(time.time())
+            if record is not None and record.kind != IMAGE:
+                await self.file_push.run(record)
+            return record
 
     def _pause(self, reason: str) -> None:
         """The state dir cannot take more: stop taking files rather than lose state."""
@@ -159,7 +183,10 @@ class Daemon:
             services.start_soon(self._status_loop)
             services.start_soon(self._watchdog_loop)
             services.start_soon(self._reachability_loop)
-            await self._work_until_signalled(metrics_urls)
+            try:
+                await self._work_until_signalled(metrics_urls)
+            finally:
+                self._unpublish_limit()
             services.cancel_scope.cancel()
         self.notifier.status("stopped")
         logs.event("stopped")
@@ -167,7 +194,9 @@ class Daemon:
     async def _work_until_signalled(self, metrics_urls: list[str]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with anyio.create_task_group() as workers:
-                for _ in range(self.settings.concurrency):
+                # One worker per slot the limit could ever grant; the limit
+                # decides how many push at once.
+                for _ in range(self.engine.limit.ceiling):
                     workers.start_soon(self._worker)
                 self.notifier.ready(self._status_line())
                 logs.event(
@@ -230,7 +259,23 @@ class Daemon:
     async def _status_loop(self) -> None:
         while True:
             self.notifier.status(self._status_line())
+            self._publish_limit()
             await anyio.sleep(STATUS_INTERVAL)
+
+    def _publish_limit(self) -> None:
+        """The layer limit for ``uploaderd status``, rewritten only when it changed."""
+        published = PublishedLimit.of(self.engine.limit.statistics())
+        if published.same_limit(self._published):
+            return
+        try:
+            write_limit(self.settings.state_dir, published)
+        except OSError:
+            return  # advisory: the journal's own writes report a state dir in trouble
+        self._published = published
+
+    def _unpublish_limit(self) -> None:
+        with contextlib.suppress(OSError):
+            remove_limit(self.settings.state_dir)
 
     def _status_line(self) -> str:
         try:
@@ -239,7 +284,8 @@ class Daemon:
             return f"journal unreadable: {exc.message}"
         return (
             f"queue {figures.waiting_files} waiting ({figures.waiting_bytes / MIB:.1f} MiB), "
-            f"{figures.in_flight_files} in flight ({figures.in_flight_bytes / MIB:.1f} MiB)"
+            f"{figures.in_flight_files} in flight ({figures.in_flight_bytes / MIB:.1f} MiB), "
+            f"limit {self.engine.limit.current}"
         )
 
     async def _watchdog_loop(self) -> None:

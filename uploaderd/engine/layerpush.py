@@ -175,7 +175,10 @@ class LayerPush:
             partial(self.context.registry.start_upload, self.job.repository)
         )
         part_size = choose_part_size(
-            self.layer.size, requested=self.context.part_size, registry_default=offered.part_size
+            self.layer.size,
+            requested=self.context.part_size,
+            registry_default=offered.part_size,
+            limits=self.context.registry.limits,
         )
         session = UploadSession(offered.repository, offered.upload_id, part_size)
         self.context.observer.upload_started(self.job, session.upload_id, part_size)

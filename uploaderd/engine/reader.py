@@ -30,6 +30,7 @@ from uploaderd.engine.parts import PartRange, layer_size_problem
 from uploaderd.errors import ErrorCode, LayerChangedError, LayerFileError
 from uploaderd.model import FileIdentity
 from uploaderd.registry.base import Allocate, PartPayload, PartSource
+from uploaderd.registry.limits import RegistryLimits
 
 HASH_CHUNK_SIZE = 4 * 1024 * 1024
 
@@ -45,8 +46,12 @@ class LayerFile:
     device: int
 
     @classmethod
-    def open(cls, path: Path) -> LayerFile:
-        """Check that ``path`` can be pushed as a layer; raise a specific error if not."""
+    def open(cls, path: Path, limits: RegistryLimits) -> LayerFile:
+        """Check that ``path`` can be pushed as a layer to a registry with ``limits``.
+
+        Raises a specific error if not, before any request: a layer the
+        registry would refuse only at completion would cost its whole upload.
+        """
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -69,7 +74,7 @@ class LayerFile:
                 path=path,
                 code=ErrorCode.NOT_A_REGULAR_FILE,
             )
-        problem = layer_size_problem(st.st_size)
+        problem = layer_size_problem(st.st_size, limits)
         if problem is not None:
             code = ErrorCode.EMPTY_LAYER if st.st_size == 0 else ErrorCode.LAYER_TOO_LARGE
             raise LayerFileError(problem, path=path, code=code)

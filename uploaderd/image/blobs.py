@@ -15,8 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-
 from uploaderd.errors import ErrorCode, ImageError, ImageIncompleteError
 from uploaderd.image.manifest import Descriptor
 from uploaderd.model import FileIdentity
@@ -33,29 +31,17 @@ class BlobFile:
     identity: FileIdentity
 
 
-def _hash(path: Path) -> tuple[str, FileIdentity]:
+def hash_blob_file(path: Path) -> tuple[str, int]:
+    """The ``sha256:`` digest and size of a file (a docker save layer has no digest of its own)."""
     digest = hashlib.sha256()
-    with path.open("rb") as blob:
-        before = os.fstat(blob.fileno())
-        while chunk := blob.read(HASH_CHUNK):
-            digest.update(chunk)
-    identity = FileIdentity(before.st_size, before.st_mtime_ns, before.st_ino)
-    return "sha256:" + digest.hexdigest(), identity
-
-
-async def hash_file(path: Path, limiter: anyio.CapacityLimiter | None = None) -> tuple[str, int]:
-    """The ``sha256:`` digest and size of a file, computed off the event loop."""
-    digest, identity = await _hash_or_fail(path, limiter)
-    return digest, identity.size
-
-
-async def _hash_or_fail(
-    path: Path, limiter: anyio.CapacityLimiter | None
-) -> tuple[str, FileIdentity]:
     try:
-        return await anyio.to_thread.run_sync(_hash, path, limiter=limiter)
+        with path.open("rb") as blob:
+            while chunk := blob.read(HASH_CHUNK):
+                digest.update(chunk)
+            size = blob.tell()
     except OSError as exc:
         raise _unreadable(path, exc) from None
+    return "sha256:" + digest.hexdigest(), size
 
 
 def _unreadable(path: Path, error: OSError) -> ImageError:
@@ -67,22 +53,6 @@ def _unreadable(path: Path, error: OSError) -> ImageError:
     return ImageError(
         f"cannot read the blob: {error.strerror}", path=path, code=ErrorCode.UNREADABLE_BLOB
     )
-
-
-async def check_blob(
-    descriptor: Descriptor, path: Path, limiter: anyio.CapacityLimiter | None = None
-) -> BlobFile:
-    """The blob at ``path`` if its bytes are the ones ``descriptor`` names; else ``ImageError``."""
-    digest, identity = await _hash_or_fail(path, limiter)
-    _check_size(identity, descriptor, path)
-    if digest != descriptor.digest:
-        raise ImageError(
-            f"the blob's bytes hash to {digest}, not {descriptor.digest} as the manifest "
-            "says; the image is corrupt, rebuild or re-export it",
-            path=path,
-            code=ErrorCode.DIGEST_MISMATCH,
-        )
-    return BlobFile(descriptor, path, identity)
 
 
 def present_blob(descriptor: Descriptor, path: Path) -> BlobFile:
@@ -114,12 +84,3 @@ def _check_size(identity: FileIdentity, descriptor: Descriptor, path: Path) -> N
             path=path,
             code=ErrorCode.SIZE_MISMATCH,
         )
-
-
-async def check_blobs(pairs: list[tuple[Descriptor, Path]]) -> list[BlobFile]:
-    """Check that every blob is there with its size, off the event loop; in the order given."""
-
-    def check_all() -> list[BlobFile]:
-        return [present_blob(descriptor, path) for descriptor, path in pairs]
-
-    return await anyio.to_thread.run_sync(check_all)

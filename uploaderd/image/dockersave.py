@@ -14,35 +14,53 @@ import json
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from uploaderd.errors import ErrorCode, ImageError
-from uploaderd.image.blobs import hash_file
-from uploaderd.image.layout import SelectedImage, load_json, tag_of
+from uploaderd.image.blobs import hash_blob_file
+from uploaderd.image.graph import ManifestStore
+from uploaderd.image.layout import Catalogue, ImageRoot, load_json, tag_of
 from uploaderd.image.manifest import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
     Descriptor,
-    parse_manifest,
 )
 
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-async def read_docker_save(root: Path, tag: str | None) -> SelectedImage:
+def read_docker_save(root: Path) -> Catalogue:
+    """Every image of the archive, each under the tags of its ``RepoTags``."""
     index_path = root / "manifest.json"
     entries = load_json(index_path)
     if not isinstance(entries, list) or not entries:
         raise ImageError("lists no images", path=index_path, code=ErrorCode.INVALID_IMAGE)
-    entry, repo_tag = _choose(entries, tag, index_path)
+    store = ManifestStore(None)
+    roots: dict[str, ImageRoot] = {}
+    unnamed: list[Descriptor] = []
+    for entry in entries:
+        descriptor = _manifest_of(root, entry, store, index_path)
+        names = entry.get("RepoTags") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ImageError(
+                "an entry's RepoTags is not a list of names",
+                path=index_path,
+                code=ErrorCode.INVALID_IMAGE,
+            )
+        if not names:
+            unnamed.append(descriptor)
+            continue
+        image = roots.setdefault(descriptor.digest, ImageRoot(descriptor))
+        image.names.extend(tag_of(name) for name in names)
+    return Catalogue(store, list(roots.values()), unnamed, index_path)
+
+
+def _manifest_of(root: Path, entry: Any, store: ManifestStore, index_path: Path) -> Descriptor:
+    """The Docker v2 manifest of one entry, kept in ``store``; its descriptor."""
     config_name, layer_names = _files_of(entry, index_path)
-    paths: dict[str, Path] = {}
-    config = await _describe(root, config_name, DOCKER_CONFIG, paths, index_path)
+    config = _describe(root, config_name, DOCKER_CONFIG, store, index_path)
     layers = [
-        await _describe(root, name, _layer_type(root / name), paths, index_path)
-        for name in layer_names
+        _describe(root, name, _layer_type(root / name), store, index_path) for name in layer_names
     ]
     document = {
         "schemaVersion": 2,
@@ -51,33 +69,12 @@ async def read_docker_save(root: Path, tag: str | None) -> SelectedImage:
         "layers": [_json(layer) for layer in layers],
     }
     raw = json.dumps(document, indent=3).encode()
-    manifest = parse_manifest(raw, DOCKER_MANIFEST, index_path)
-    chosen_tag = tag if tag is not None else (tag_of(repo_tag) if repo_tag else None)
-    return SelectedImage(manifest, chosen_tag, paths)
-
-
-def _choose(entries: list[Any], tag: str | None, index_path: Path) -> tuple[Any, str | None]:
-    tagged = [
-        (entry, name)
-        for entry in entries
-        if isinstance(entry, dict)
-        for name in entry.get("RepoTags") or [None]
-    ]
-    if tag is not None:
-        named = [pair for pair in tagged if pair[1] is not None and tag_of(pair[1]) == tag]
-        if named:
-            return named[0]
-    if len(entries) == 1 and tagged:
-        return tagged[0]
-    raise ImageError(
-        f"holds {len(entries)} images; choose one with --tag NAME",
-        path=index_path,
-        code=ErrorCode.AMBIGUOUS_IMAGE,
-    )
+    return Descriptor(DOCKER_MANIFEST, store.add(raw), len(raw))
 
 
 def _files_of(entry: Any, index_path: Path) -> tuple[str, list[str]]:
-    config, layers = entry.get("Config"), entry.get("Layers")
+    config = entry.get("Config") if isinstance(entry, dict) else None
+    layers = entry.get("Layers") if isinstance(entry, dict) else None
     if not isinstance(config, str) or not isinstance(layers, list):
         raise ImageError(
             "an entry lacks Config or Layers", path=index_path, code=ErrorCode.INVALID_IMAGE
@@ -87,18 +84,18 @@ def _files_of(entry: Any, index_path: Path) -> tuple[str, list[str]]:
     return config, layers
 
 
-async def _describe(
-    root: Path, name: str, media_type: str, paths: dict[str, Path], index_path: Path
+def _describe(
+    root: Path, name: str, media_type: str, store: ManifestStore, index_path: Path
 ) -> Descriptor:
     path = root / name
-    if not await anyio.to_thread.run_sync(_inside, root, path):
+    if not _inside(root, path):
         raise ImageError(
             f"names {name!r}, which is not in the archive (truncated?)",
             path=index_path,
             code=ErrorCode.MISSING_BLOB,
         )
-    digest, size = await hash_file(path)
-    paths.setdefault(digest, path)
+    digest, size = hash_blob_file(path)
+    store.blob_files.setdefault(digest, path)
     return Descriptor(media_type, digest, size)
 
 

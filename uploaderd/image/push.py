@@ -1,13 +1,14 @@
-"""Pushing a whole image: every blob through the engine, then the manifest, in that order.
+"""Pushing whole images: every blob through the engine, then the manifests, then the tags.
 
-The manifest is the one thing that makes an image pullable, so it is
-published only once every blob it names was confirmed by the engine and the
-registry reports them all present; if any blob failed, nothing is tagged.
+A tag is what makes an image pullable, so the tags are published only once
+every blob was confirmed by the engine, the registry reports them all
+present, and every manifest was accepted by digest, children before the
+index naming them and a referrer after its subject.  If anything failed,
+nothing is tagged.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -21,14 +22,14 @@ from uploaderd.registry.base import Registry
 
 @dataclass(frozen=True, slots=True)
 class ImagePushResult:
-    """Each blob's result, and the manifest digest if the image was tagged."""
+    """Each blob's result, and the digest each tag was published under (none if it failed)."""
 
     blobs: list[LayerResult]
-    manifest_digest: str | None
+    tagged: dict[str, str]
 
 
 def blob_jobs(image: Image, repository: str) -> list[LayerJob]:
-    """One engine job per blob, claiming the manifest's digest: checked as the bytes are sent."""
+    """One engine job per blob, claiming its digest: checked as the bytes are sent."""
     return [
         LayerJob(blob.path, repository, claimed_digest=blob.descriptor.digest)
         for blob in image.blobs
@@ -38,13 +39,13 @@ def blob_jobs(image: Image, repository: str) -> list[LayerJob]:
 async def push_image(
     image: Image, repository: str, registry: Registry, engine: UploadEngine
 ) -> ImagePushResult:
-    """Push the blobs (in parallel, each in order), then tag the manifest if all arrived."""
+    """Push the blobs (in parallel, each in order), then the manifests and tags if all arrived."""
     results = await engine.push_all(blob_jobs(image, repository))
     if any(result.outcome is Outcome.FAILED for result in results):
-        return ImagePushResult(results, None)
+        return ImagePushResult(results, {})
     _check_digests(image, results)
-    wanted = [blob.descriptor.digest for blob in image.blobs]
     retry = engine.settings.retry
+    wanted = [blob.descriptor.digest for blob in image.blobs]
     missing = await retry.call(partial(registry.missing_layers, repository, wanted), _quiet)
     if missing:
         raise RegistryError(
@@ -53,16 +54,17 @@ async def push_image(
             repository=repository,
             code=ErrorCode.BLOBS_MISSING,
         )
-    manifest = image.manifest
-    await retry.call(
-        partial(registry.put_manifest, repository, image.tag, manifest.raw, manifest.media_type),
-        _quiet,
-    )
-    return ImagePushResult(results, "sha256:" + hashlib.sha256(image.manifest.raw).hexdigest())
+    for manifest in image.manifests:
+        publish = partial(registry.put_manifest, repository, manifest.raw, manifest.media_type)
+        await retry.call(publish, _quiet)
+    for tag, manifest in image.tags.items():
+        publish = partial(registry.put_manifest, repository, manifest.raw, manifest.media_type, tag)
+        await retry.call(publish, _quiet)
+    return ImagePushResult(results, {tag: m.digest for tag, m in image.tags.items()})
 
 
 def _check_digests(image: Image, results: Sequence[LayerResult]) -> None:
-    """A blob changed after it was checked would leave the manifest naming absent bytes."""
+    """A blob changed after it was checked would leave a manifest naming absent bytes."""
     for blob, result in zip(image.blobs, results, strict=True):
         if result.digest != blob.descriptor.digest:
             raise ImageError(
@@ -74,4 +76,4 @@ def _check_digests(image: Image, results: Sequence[LayerResult]) -> None:
 
 
 def _quiet(reason: str, delay: float) -> None:
-    """Retries of the final checks are not a blob's; the outcome says enough."""
+    """Retries of the final steps are not a blob's; the outcome says enough."""

@@ -9,6 +9,9 @@ A fault spec is ``NAME=VALUE``:
 * ``drop-after-apply-every=N``: every Nth UploadLayerPart is applied, then the
   connection is closed without an answer: the client cannot know the part landed and
   must learn it from ``InvalidLayerPartException.lastValidByteReceived`` on retry.
+* ``refuse-put-image-every=N``: every Nth PutImage answers 400
+  ``InvalidParameterException``, a permanent refusal, not applied: an index whose
+  child manifest is refused must leave no tag.
 * ``latency=SECONDS``: every API request waits this long before being handled.
 * ``forget-upload-after=K``: once an upload has received K parts it is forgotten, so
   the next request for it meets ``UploadNotFoundException`` (ECR expires uploads).
@@ -43,12 +46,14 @@ class FaultKind(StrEnum):
     NON_JSON = "non-json-every"
     REFUSE = "refuse-for"
     SLOW_BODY = "slow-body"
+    REFUSE_PUT_IMAGE = "refuse-put-image-every"
 
 
 _SECONDS = frozenset({FaultKind.LATENCY, FaultKind.REFUSE, FaultKind.SLOW_BODY})
 #: Tried in this order; the first that fires answers the request.
 _PER_REQUEST = (FaultKind.THROTTLE, FaultKind.NON_JSON)
 _PER_PART = (FaultKind.SERVER_ERROR, FaultKind.DROP_AFTER_APPLY)
+_PER_MANIFEST = (FaultKind.REFUSE_PUT_IMAGE,)
 #: A trickle, not a byte at a time: ECR's answers are ~150 bytes, and a byte per
 #: SECONDS would make a client that copes take minutes per request.
 SLOW_BODY_PIECES = 8
@@ -118,6 +123,7 @@ class FaultPlan:
     def pick(self, operation: str) -> Fault | None:
         """Counts this request against each fault it reaches; returns the one that fires."""
         kinds = _PER_REQUEST + (_PER_PART if operation == "UploadLayerPart" else ())
+        kinds += _PER_MANIFEST if operation == "PutImage" else ()
         for kind in kinds:
             for index, fault in enumerate(self.faults):
                 if fault.kind is not kind:

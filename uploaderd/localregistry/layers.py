@@ -15,7 +15,8 @@ import pybase64
 
 from . import params
 from .catalog import Catalog, Repository, StoredLayer, is_digest
-from .protocol import REGISTRY_ID, ApiCall, EcrError, JsonObject
+from .config import PRIVATE_LIMITS, LayerLimits
+from .protocol import ApiCall, EcrError, JsonObject
 from .stats import RegistryStats
 from .store import THREAD_THRESHOLD, BlobStore, UploadSession
 
@@ -36,12 +37,14 @@ class LayerOperations:
         *,
         part_size: int,
         missing_as_unavailable: bool,
+        limits: LayerLimits = PRIVATE_LIMITS,
     ) -> None:
         self._catalog = catalog
         self._store = store
         self._stats = stats
         self._part_size = part_size
         self._missing_as_unavailable = missing_as_unavailable
+        self._limits = limits
 
     def _repository(self, call: ApiCall) -> Repository:
         return self._catalog.get(call.body.get("repositoryName"), call.body.get("registryId"))
@@ -68,7 +71,7 @@ class LayerOperations:
 
     async def initiate_layer_upload(self, call: ApiCall) -> JsonObject:
         repository = self._repository(call)
-        session = self._store.start_upload(repository.name)
+        session = self._store.start_upload(_upload_scope(repository))
         return {"uploadId": session.upload_id, "partSize": self._part_size}
 
     async def upload_layer_part(self, call: ApiCall) -> JsonObject:
@@ -79,11 +82,12 @@ class LayerOperations:
         data = await _decode_blob(_part_blob(call.body))
         async with self._locked_upload(repository, upload_id) as session:
             _check_part(repository, session, first, last, len(data))
+            _check_limits(session, len(data), self._limits)
             await self._store.append(session, data)
             last_byte = session.received - 1
         self._stats.part_received(len(data))
         return {
-            "registryId": REGISTRY_ID,
+            "registryId": repository.registry_id,
             "repositoryName": repository.name,
             "uploadId": upload_id,
             "lastByteReceived": last_byte,
@@ -104,7 +108,7 @@ class LayerOperations:
                 raise EcrError(
                     "LayerAlreadyExistsException",
                     f"The layer '{digest}' already exists in the repository with name "
-                    f"'{repository.name}' in registry with id '{REGISTRY_ID}'",
+                    f"'{repository.name}' in registry with id '{repository.registry_id}'",
                 )
             size = session.received
             self._store.commit(session)
@@ -112,7 +116,7 @@ class LayerOperations:
         self._catalog.save()
         self._stats.completed[f"{repository.name}@{digest}"] += 1
         return {
-            "registryId": REGISTRY_ID,
+            "registryId": repository.registry_id,
             "repositoryName": repository.name,
             "uploadId": upload_id,
             "layerDigest": digest,
@@ -127,9 +131,11 @@ class LayerOperations:
             raise EcrError(
                 "LayersNotFoundException",
                 f"The image layer '{digest}' does not exist in the repository with name "
-                f"'{repository.name}' in the registry with id '{REGISTRY_ID}'",
+                f"'{repository.name}' in the registry with id '{repository.registry_id}'",
             )
         url = f"{call.base_url}/blobs/{repository.name}/{digest}"
+        if repository.registry_id != self._catalog.default_registry_id:
+            url += f"?registryId={repository.registry_id}"  # the default's URLs stay as they were
         return {"downloadUrl": url, "layerDigest": digest}
 
     @asynccontextmanager
@@ -149,7 +155,7 @@ class LayerOperations:
 
     def _find_upload(self, repository: Repository, upload_id: str) -> UploadSession:
         session = self._store.find_upload(upload_id)
-        if session is None or session.repository != repository.name:
+        if session is None or session.repository != _upload_scope(repository):
             raise _upload_not_found(repository, upload_id)
         return session
 
@@ -175,11 +181,34 @@ def _check_part(
     raise EcrError(
         "InvalidLayerPartException",
         f"Layer part rejected: {problem}",
-        registryId=REGISTRY_ID,
+        registryId=repository.registry_id,
         repositoryName=repository.name,
         uploadId=session.upload_id,
         lastValidByteReceived=session.received - 1,
     )
+
+
+def _check_limits(session: UploadSession, size: int, limits: LayerLimits) -> None:
+    """ECR's per-layer quotas: parts per upload, and bytes in the layer.
+
+    Both ECR's and ECR Public's models list ``LimitExceededException`` ("would have
+    exceeded a service limit for your account", the service-quotas page, which lists
+    both quotas) and ``InvalidLayerPartException`` for UploadLayerPart; the latter
+    means a part out of order or malformed, so a quota breach is LimitExceeded.
+    botocore's standard retry mode counts LimitExceededException as throttling, so a
+    client retries it (in vain) before it sees it.  Checked after the order rules,
+    so a resent part that had arrived is still answered with where to resume.
+    """
+    if len(session.part_sizes) >= limits.max_parts:
+        problem = f"an upload may have at most {limits.max_parts} parts"
+    elif session.received + size > limits.max_bytes:
+        problem = (
+            f"a layer may have at most {limits.max_bytes} bytes; this part would take "
+            f"the upload to {session.received + size}"
+        )
+    else:
+        return
+    raise EcrError("LimitExceededException", f"Layer part rejected: {problem}")
 
 
 def _check_complete(repository: Repository, session: UploadSession, digest: str) -> None:
@@ -231,11 +260,16 @@ def _strict_b64decode(encoded: Buffer | str) -> bytes:
     return pybase64.b64decode(text, validate=True)
 
 
+def _upload_scope(repository: Repository) -> str:
+    """An upload belongs to one repository of one registry: the same name elsewhere is not it."""
+    return f"{repository.registry_id}/{repository.name}"
+
+
 def _upload_not_found(repository: Repository, upload_id: str) -> EcrError:
     return EcrError(
         "UploadNotFoundException",
         f"The upload with id '{upload_id}' does not exist in the repository with name "
-        f"'{repository.name}' in the registry with id '{REGISTRY_ID}'",
+        f"'{repository.name}' in the registry with id '{repository.registry_id}'",
     )
 
 

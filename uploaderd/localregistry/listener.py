@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .config import LocalRegistryConfig
 from .server import RegistryApp
+from .stats import RequestLog
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class LocalRegistry:
         if self._app is None:
             raise RuntimeError("the local registry is not running")
         return self._app
+
+    @property
+    def request_log(self) -> RequestLog:
+        """Each operation's calls counted by the ``registryId`` they carried (None: none)."""
+        return self.app.stats.request_log
 
     async def __aenter__(self) -> LocalRegistry:
         self.config.storage.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,9 @@ requests) do not, so each operation re-checks what it reads and answers
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from .protocol import EcrError, JsonObject
 
 
@@ -60,3 +63,42 @@ def object_list(body: JsonObject, member: str, *, low: int, high: int) -> list[J
     ):
         raise invalid(member, f"must be a list of {low} to {high} objects")
     return value
+
+
+def member_choice(
+    body: JsonObject, member: str, field: str, choices: frozenset[str], default: str
+) -> str:
+    """``member.field`` (e.g. DescribeImages' ``filter.tagStatus``), one of ``choices``."""
+    given = body.get(member)
+    if given is None:
+        return default
+    value = given.get(field, default) if isinstance(given, dict) else None
+    if value not in choices:
+        raise invalid(f"{member}.{field}", f"must be one of {sorted(choices)}")
+    return str(value)
+
+
+def page_size(body: JsonObject, default: int, high: int) -> int:
+    """``maxResults``: 1 to ``high``, ``default`` when absent."""
+    if "maxResults" not in body:
+        return default
+    size = integer(body, "maxResults")
+    if not 1 <= size <= high:
+        raise invalid("maxResults", f"must be between 1 and {high}")
+    return size
+
+
+def token_for(last: str) -> str:
+    """An opaque ``nextToken`` naming the last item of a page."""
+    return base64.urlsafe_b64encode(last.encode()).decode()
+
+
+def next_token(body: JsonObject) -> str | None:
+    """What a ``nextToken`` from :func:`token_for` named, or None without one."""
+    token = optional_string(body, "nextToken")
+    if token is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise invalid("nextToken", "not a token this registry gave") from None

@@ -18,6 +18,10 @@ import orjson
 from aiohttp import web
 
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+#: ECR Public's ``targetPrefix`` and signing name (botocore's ecr-public model).
+PUBLIC_TARGET_PREFIX = "SpencerFrontendService."
+SIGNING_NAME = "ecr"
+PUBLIC_SIGNING_NAME = "ecr-public"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 SIGV4_SCHEME = "AWS4-HMAC-SHA256"
 
@@ -46,15 +50,16 @@ class EcrError(Exception):
         return {"__type": self.code, "message": self.message, **self.fields}
 
 
-def operation_name(target: str | None) -> str:
+def operation_name(target: str | None, prefix: str = TARGET_PREFIX) -> str:
     """Returns the operation named by ``X-Amz-Target``.
 
-    AWS answers an unknown target with ``UnknownOperationException``; the caller
-    decides whether the name is one it implements.
+    AWS answers an unknown target with ``UnknownOperationException`` (HTTP 400): so
+    does an ECR endpoint to ECR Public's prefix, and the reverse.  The caller decides
+    whether the name is one it implements.
     """
-    if not target or not target.startswith(TARGET_PREFIX):
+    if not target or not target.startswith(prefix):
         raise EcrError("UnknownOperationException", f"unknown target {target!r}")
-    return target.removeprefix(TARGET_PREFIX)
+    return target.removeprefix(prefix)
 
 
 def is_signed(request: web.Request) -> bool:
@@ -65,6 +70,24 @@ def is_signed(request: web.Request) -> bool:
     against ECR instead of passing silently.
     """
     return request.headers.get("Authorization", "").startswith(SIGV4_SCHEME)
+
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,]+/[0-9]{8}/[^/,]+/([^/,]+)/aws4_request")
+
+
+def check_signing_name(request: web.Request, signing_name: str) -> None:
+    """A signature scoped to another service is refused, as AWS refuses it.
+
+    ECR signs as ``ecr``, ECR Public as ``ecr-public``: a client configured with the
+    wrong one would fail against AWS, so it must fail here too.
+    """
+    scope = _CREDENTIAL_SCOPE.search(request.headers.get("Authorization", ""))
+    if scope is None or scope.group(1) != signing_name:
+        raise EcrError(
+            "InvalidSignatureException",
+            f"Credential should be scoped to correct service: '{signing_name}'.",
+            status=403,
+        )
 
 
 def decode_body(raw: bytes | bytearray) -> JsonObject:

@@ -2,10 +2,12 @@
 
 Routes:
 
-* ``POST /``: the ECR API (AWS JSON 1.1, operation in ``X-Amz-Target``).
-* ``GET /blobs/<repository>/sha256:<hex>``: a layer's bytes, where
+* ``POST /``: the ECR API (AWS JSON 1.1, operation in ``X-Amz-Target``), or ECR
+  Public's in public mode (``SpencerFrontendService.`` targets).
+* ``GET /blobs/<repository>/sha256:<hex>[?registryId=ID]``: a layer's bytes, where
   GetDownloadUrlForLayer points; unauthenticated, like ECR's pre-signed URLs.
-* ``GET /_stats``, ``POST /_stats/reset``: what the registry saw (see stats.py).
+* ``GET /_stats``, ``POST /_stats/reset``: what the registry saw (see stats.py),
+  including ``request_log``, each operation's calls counted by the registryId they carried.
 * ``GET /_faults``, ``POST /_faults`` (a JSON list of specs, replacing the active
   ones), ``POST /_faults/refuse?seconds=S``: fault injection at run time.
 """
@@ -26,9 +28,14 @@ from .faults import SLOW_BODY_PIECES, Fault, FaultKind, FaultPlan, parse_fault
 from .layers import LayerOperations
 from .operations import Operation, find_operation, operation_table
 from .protocol import (
+    PUBLIC_SIGNING_NAME,
+    PUBLIC_TARGET_PREFIX,
+    SIGNING_NAME,
+    TARGET_PREFIX,
     ApiCall,
     EcrError,
     JsonObject,
+    check_signing_name,
     decode_body,
     error_response,
     is_signed,
@@ -60,8 +67,12 @@ class RegistryApp:
     def __init__(self, config: LocalRegistryConfig, refuse: Callable[[float], None]) -> None:
         self._store = BlobStore(config.storage)
         self._catalog = Catalog(
-            config.storage / "index.json", auto_create=config.auto_create_repositories
+            config.storage / "index.json",
+            auto_create=config.auto_create_repositories,
+            registry_ids=config.registry_ids,
         )
+        self._target_prefix = PUBLIC_TARGET_PREFIX if config.public else TARGET_PREFIX
+        self._signing_name = PUBLIC_SIGNING_NAME if config.public else SIGNING_NAME
         self.stats = RegistryStats()
         self.faults = FaultPlan(parse_fault(spec) for spec in config.faults)
         layers = LayerOperations(
@@ -70,8 +81,9 @@ class RegistryApp:
             self.stats,
             part_size=config.part_size,
             missing_as_unavailable=config.missing_as_unavailable,
+            limits=config.layer_limits,
         )
-        self._operations = operation_table(self._catalog, layers)
+        self._operations = operation_table(self._catalog, layers, public=config.public)
         self._refuse = refuse
         #: True while a refusal window is open: requests on already-open connections
         #: are dropped too, so clients see the outage whatever their pooling.
@@ -99,10 +111,12 @@ class RegistryApp:
                 )
             )
         try:
-            name = operation_name(request.headers.get("X-Amz-Target"))
+            name = operation_name(request.headers.get("X-Amz-Target"), self._target_prefix)
             operation = find_operation(self._operations, name)
+            check_signing_name(request, self._signing_name)
             self.stats.requests[name] += 1
             body = await _read_body(request)
+            self.stats.request_log.record(name, body.get("registryId"))
             with self._tracking(name, body):
                 answer = await self._answer(request, name, operation, body)
         except EcrError as error:
@@ -166,7 +180,9 @@ class RegistryApp:
     async def _blob(self, request: web.Request) -> web.StreamResponse:
         digest = request.match_info["digest"]
         try:
-            repository = self._catalog.get(request.match_info["repository"])
+            repository = self._catalog.get(
+                request.match_info["repository"], request.query.get("registryId")
+            )
         except EcrError as error:
             raise web.HTTPNotFound(text=error.message) from None
         if not is_digest(digest) or digest not in repository.layers:
@@ -280,4 +296,6 @@ def _drop_connection(request: web.Request) -> None:
 def _injected_error(fault: Fault) -> EcrError:
     if fault.kind is FaultKind.THROTTLE:
         return EcrError("ThrottlingException", "Rate exceeded (injected fault)")
+    if fault.kind is FaultKind.REFUSE_PUT_IMAGE:
+        return EcrError("InvalidParameterException", "Manifest refused (injected fault)")
     return EcrError("ServerException", "Internal error (injected fault)", status=500)

@@ -3,7 +3,8 @@
 A client's correctness is often only visible server-side: that parts of one layer were
 never in flight together (``overlapping_requests_same_upload`` stays 0), that layers
 really went up in parallel (``max_concurrent_uploads``), that each layer was completed
-exactly once (``completed``).
+exactly once (``completed``), that every request carried the central account's
+``registryId`` (``request_log``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,46 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .protocol import JsonObject
+
+#: Distinct (operation, registryId) pairs kept apart; past it, new ids count as OTHER.
+MAX_LOGGED_KEYS = 1000
+OTHER_REGISTRY_ID = "<other>"
+
+
+class RequestLog:
+    """How many API calls of each operation carried each ``registryId`` (None: absent).
+
+    Counts rather than a list of requests, so a long-running demo's log stays small:
+    operations are a fixed set and registry ids a handful, and a client inventing ids
+    is folded into ``OTHER_REGISTRY_ID`` past :data:`MAX_LOGGED_KEYS` pairs.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str | None]] = Counter()
+
+    def record(self, operation: str, registry_id: object) -> None:
+        logged = None if registry_id is None else str(registry_id)
+        key = (operation, logged)
+        if key not in self._counts and len(self._counts) >= MAX_LOGGED_KEYS:
+            key = (operation, OTHER_REGISTRY_ID)
+        self._counts[key] += 1
+
+    @property
+    def counts(self) -> dict[tuple[str, str | None], int]:
+        """(operation, registryId or None) -> number of calls, a copy."""
+        return dict(self._counts)
+
+    def registry_ids(self, operation: str | None = None) -> set[str | None]:
+        """The registry ids calls carried (None for calls without one), of one operation or all."""
+        return {r for (op, r) in self._counts if operation is None or op == operation}
+
+    def to_json(self) -> list[JsonObject]:
+        return [
+            {"operation": op, "registryId": registry_id, "count": count}
+            for (op, registry_id), count in sorted(
+                self._counts.items(), key=lambda item: (item[0][0], item[0][1] or "")
+            )
+        ]
 
 
 class RegistryStats:
@@ -31,6 +72,7 @@ class RegistryStats:
         self.max_concurrent_uploads = 0
         self.overlapping_requests_same_upload = 0
         self.faults_injected: Counter[str] = Counter()
+        self.request_log = RequestLog()
 
     @contextmanager
     def upload_request(self, operation: str, upload_id: str) -> Iterator[None]:
@@ -64,6 +106,7 @@ class RegistryStats:
             "max_concurrent_uploads": self.max_concurrent_uploads,
             "overlapping_requests_same_upload": self.overlapping_requests_same_upload,
             "faults_injected": dict(self.faults_injected),
+            "request_log": self.request_log.to_json(),
         }
 
 

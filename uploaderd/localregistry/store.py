@@ -29,6 +29,7 @@ class UploadSession:
 
     ``lock`` serialises requests for the same upload: a misbehaving client may send
     two parts of one upload at once, and the byte offsets must stay consistent.
+    ``repository`` is whatever the caller scopes uploads by (``<registryId>/<name>``).
     """
 
     upload_id: str

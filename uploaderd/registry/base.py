@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from uploaderd.registry.limits import RegistryLimits
+
 Allocate = Callable[[int], memoryview]
 """Gives a writable view of the asked number of bytes, for a part's body."""
 
@@ -104,6 +106,10 @@ class Registry(Protocol):
     memory_per_part_byte: float
     """Bytes held in memory for each byte of a part in flight (encodings, request body)."""
 
+    limits: RegistryLimits
+    """Parts per layer, bytes per layer and per part this registry accepts: the engine
+    cuts parts to fit and refuses a layer too big before sending anything."""
+
     def encode_part(
         self, session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
     ) -> PartPayload:
@@ -144,12 +150,14 @@ class Registry(Protocol):
         ...
 
     async def put_manifest(
-        self, repository: str, tag: str, manifest: bytes, media_type: str
+        self, repository: str, manifest: bytes, media_type: str, tag: str | None = None
     ) -> None:
-        """Publish an image manifest under ``tag``; its blobs must already be present.
+        """Publish a manifest (an image, an index or an artifact) by its digest, and under ``tag``.
 
-        Called only after every blob the manifest names was confirmed, so a
-        tag never points at an image someone cannot pull.  Publishing the
-        same manifest under the same tag again counts as success.
+        ``manifest`` is sent byte for byte, so its digest at the registry is
+        the one its parent index names.  Called only after everything the
+        manifest references was confirmed present (blobs, child manifests, a
+        referrer's subject), so a tag never points at an image someone cannot
+        pull.  Publishing the same manifest again counts as success.
         """
         ...

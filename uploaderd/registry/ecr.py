@@ -1,19 +1,27 @@
-"""Amazon ECR through its layer-push API, over aiobotocore.
+"""Amazon ECR and ECR Public through their layer-push API, over aiobotocore.
 
-Credentials, region, endpoint (``AWS_ENDPOINT_URL_ECR``) and botocore's own
-per-request retries come from the standard AWS chain; this module adds only
-what that chain does not know: which ECR errors are transient, what
-InvalidLayerPartException means for a resumed upload, and a message for each
-permanent error that tells the operator what to do.
+Credentials, region, endpoint (``AWS_ENDPOINT_URL_ECR``,
+``AWS_ENDPOINT_URL_ECR_PUBLIC``) and botocore's own per-request retries come
+from the standard AWS chain; this module adds only what that chain does not
+know: which ECR errors are transient, what InvalidLayerPartException means
+for a resumed upload, and a message for each permanent error that tells the
+operator what to do.
+
+ECR Public (service ``ecr-public``) has the same calls with the same members,
+a different target prefix, tighter limits, and an API that exists only in
+us-east-1.  A ``registryId`` (an account pushing into a central account's
+registry) goes on every call, so no request ever lands in the caller's own
+registry by mistake.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, Protocol, cast
 
 import botocore.exceptions
 import botocore.parsers
@@ -31,9 +39,10 @@ from uploaderd.errors import (
 )
 from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
 from uploaderd.registry.ecrpart import EcrPart, encode_ecr_part, install_part_hooks
+from uploaderd.registry.limits import ECR_LIMITS, ECR_PUBLIC_LIMITS, RegistryLimits
 
-if TYPE_CHECKING:
-    from types_aiobotocore_ecr import ECRClient
+ECR_PUBLIC_REGION = "us-east-1"
+"""ECR Public's API is served only there, whatever region the host's other pushes use."""
 
 TRANSIENT_CODES = frozenset(
     {
@@ -49,14 +58,18 @@ TRANSIENT_CODES = frozenset(
 
 PERMANENT_HINTS = {
     "RepositoryNotFoundException": "create the repository first "
-    "(aws ecr create-repository --repository-name {repository}) or fix the name",
+    "(aws {cli} create-repository --repository-name {repository}) or fix the name",
+    "RegistryNotFoundException": "the account has no ECR Public registry yet; "
+    "create one by creating a repository (aws ecr-public create-repository)",
+    "UnsupportedCommandException": "the endpoint does not serve this call; check the "
+    "endpoint URL and the --ecr-public setting",
     "InvalidLayerException": "the registry computed a different digest from the bytes sent; "
     "the file was changed or corrupted while being pushed",
     "KmsException": "the repository's KMS key refused the request; check the key policy "
     "and that the key is enabled",
     "AccessDeniedException": "the credentials in use may not push to this repository; "
-    "grant ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload and "
-    "ecr:BatchCheckLayerAvailability",
+    "grant {cli}:InitiateLayerUpload, {cli}:UploadLayerPart, {cli}:CompleteLayerUpload and "
+    "{cli}:BatchCheckLayerAvailability",
     "UnrecognizedClientException": "the AWS access key is not valid; check the credentials",
     "InvalidSignatureException": "the request signature was refused; check the secret key "
     "and the clock",
@@ -79,26 +92,74 @@ class EcrSettings:
     max_connections: int = 10
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
+    registry_id: str | None = None
+    """The account whose registry receives the layers; ``None``: the caller's own."""
+    public: bool = False
+    """ECR Public (``ecr-public``, always in us-east-1) instead of private ECR."""
+
+
+@dataclass(frozen=True, slots=True)
+class EcrTarget:
+    """Which of the two services, and whose registry, as requests and messages name them."""
+
+    service: str
+    """The botocore service and AWS CLI command: ``ecr`` or ``ecr-public``."""
+    limits: RegistryLimits
+    registry_id: str | None = None
+
+    def where(self, repository: str) -> str:
+        """The repository as an operator looks it up."""
+        place = f"repository {repository!r}"
+        if self.registry_id is not None:
+            place += f" in registry {self.registry_id}"
+        return f"{place} ({self.limits.kind})"
+
+
+PRIVATE_ECR = EcrTarget("ecr", ECR_LIMITS)
+PUBLIC_ECR = EcrTarget("ecr-public", ECR_PUBLIC_LIMITS)
+
+
+class LayerPushClient(Protocol):
+    """The calls made here; ECR's and ECR Public's aiobotocore clients both have them.
+
+    Requests and answers are botocore's dicts either way; this keeps the one
+    cast at the client's creation instead of ``Any`` on every call.
+    """
+
+    def describe_repositories(self, **request: Any) -> Any: ...
+    def batch_check_layer_availability(self, **request: Any) -> Any: ...
+    def initiate_layer_upload(self, **request: Any) -> Any: ...
+    def upload_layer_part(self, **request: Any) -> Any: ...
+    def complete_layer_upload(self, **request: Any) -> Any: ...
+    def put_image(self, **request: Any) -> Any: ...
 
 
 class EcrRegistry:
-    """The ``Registry`` interface over one aiobotocore ECR client."""
+    """The ``Registry`` interface over one aiobotocore ECR or ECR Public client."""
 
     memory_per_part_byte = 1.4
     """The body is 4/3 of the part, and it is the only copy."""
 
-    def __init__(self, client: ECRClient) -> None:
+    def __init__(self, client: LayerPushClient, target: EcrTarget = PRIVATE_ECR) -> None:
         self._client = client
+        self.target = target
+        self.limits = target.limits
         install_part_hooks(client)
+
+    def _members(self, **members: Any) -> dict[str, Any]:
+        """A request's members, with ``registryId`` when one is set: on every call alike."""
+        if self.target.registry_id is not None:
+            members["registryId"] = self.target.registry_id
+        return members
 
     def encode_part(
         self, session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
     ) -> PartPayload:
-        return encode_ecr_part(session, source, allocate)
+        return encode_ecr_part(session, source, allocate, registry_id=self.target.registry_id)
 
     async def ping(self) -> None:
         try:
-            await self._call("", self._client.describe_repositories(maxResults=1))
+            await self._call("", self._client.describe_repositories(**self._members(maxResults=1)))
         except TransientRegistryError:
             raise
         except RegistryError:
@@ -114,7 +175,7 @@ class EcrRegistry:
             response = await self._call(
                 repository,
                 self._client.batch_check_layer_availability(
-                    repositoryName=repository, layerDigests=batch
+                    **self._members(repositoryName=repository, layerDigests=batch)
                 ),
             )
             for layer in response.get("layers", []):
@@ -124,7 +185,8 @@ class EcrRegistry:
 
     async def start_upload(self, repository: str) -> UploadSession:
         response = await self._call(
-            repository, self._client.initiate_layer_upload(repositoryName=repository)
+            repository,
+            self._client.initiate_layer_upload(**self._members(repositoryName=repository)),
         )
         upload_id = _required(response, "uploadId", "InitiateLayerUpload", repository)
         part_size = _required(response, "partSize", "InitiateLayerUpload", repository)
@@ -136,11 +198,13 @@ class EcrRegistry:
         response = await self._call(
             session.repository,
             self._client.upload_layer_part(
-                repositoryName=session.repository,
-                uploadId=session.upload_id,
-                partFirstByte=first_byte,
-                partLastByte=first_byte + part.length - 1,
-                layerPartBlob=part,  # type: ignore[arg-type]  # an EcrPart: see the hooks
+                **self._members(
+                    repositoryName=session.repository,
+                    uploadId=session.upload_id,
+                    partFirstByte=first_byte,
+                    partLastByte=first_byte + part.length - 1,
+                    layerPartBlob=part,  # an EcrPart: see the hooks
+                )
             ),
         )
         last = _required(response, "lastByteReceived", "UploadLayerPart", session.repository)
@@ -151,9 +215,11 @@ class EcrRegistry:
             response = await self._call(
                 session.repository,
                 self._client.complete_layer_upload(
-                    repositoryName=session.repository,
-                    uploadId=session.upload_id,
-                    layerDigests=[digest],
+                    **self._members(
+                        repositoryName=session.repository,
+                        uploadId=session.upload_id,
+                        layerDigests=[digest],
+                    )
                 ),
             )
         except RegistryError as exc:
@@ -165,20 +231,22 @@ class EcrRegistry:
         _required(response, "layerDigest", "CompleteLayerUpload", session.repository)
 
     async def put_manifest(
-        self, repository: str, tag: str, manifest: bytes, media_type: str
+        self, repository: str, manifest: bytes, media_type: str, tag: str | None = None
     ) -> None:
+        # imageDigest on every call: ECR then refuses bytes that are not the
+        # ones the parent index names (ImageDigestDoesNotMatchException).
+        request = self._members(
+            repositoryName=repository,
+            imageManifest=manifest.decode("utf-8"),
+            imageManifestMediaType=media_type,
+            imageDigest="sha256:" + hashlib.sha256(manifest).hexdigest(),
+        )
+        if tag is not None:
+            request["imageTag"] = tag
         try:
-            await self._call(
-                repository,
-                self._client.put_image(
-                    repositoryName=repository,
-                    imageManifest=manifest.decode("utf-8"),
-                    imageManifestMediaType=media_type,
-                    imageTag=tag,
-                ),
-            )
+            await self._call(repository, self._client.put_image(**request))
         except RegistryError as exc:
-            # The same manifest under the same tag: a repeated push, nothing to change.
+            # The same manifest (under the same tag): a repeated push, nothing to change.
             if exc.code != "ImageAlreadyExistsException":
                 raise
 
@@ -186,7 +254,7 @@ class EcrRegistry:
         try:
             return await request
         except botocore.exceptions.ClientError as exc:
-            _raise_client_error(exc, repository)
+            _raise_client_error(exc, repository, self.target)
         except (
             botocore.exceptions.NoCredentialsError,
             botocore.exceptions.PartialCredentialsError,
@@ -208,7 +276,9 @@ class EcrRegistry:
             ) from exc
 
 
-def _raise_client_error(exc: botocore.exceptions.ClientError, repository: str) -> NoReturn:
+def _raise_client_error(
+    exc: botocore.exceptions.ClientError, repository: str, target: EcrTarget = PRIVATE_ECR
+) -> NoReturn:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", "Unknown"))
     message = str(error.get("Message", "")) or code
@@ -226,11 +296,28 @@ def _raise_client_error(exc: botocore.exceptions.ClientError, repository: str) -
         raise TransientRegistryError(
             f"{code} (HTTP {status}): {message}", repository=repository, code=code
         ) from None
-    hint = PERMANENT_HINTS.get(code, "")
     text = f"{code}: {message}"
+    hint = _hint(code, repository, target)
     if hint:
-        text += "; " + hint.format(repository=repository)
+        text += "; " + hint
     raise RegistryError(text, repository=repository, code=code) from None
+
+
+def _hint(code: str, repository: str, target: EcrTarget) -> str:
+    """What to do about a permanent error, in the words of the registry it came from."""
+    if code == "RepositoryNotFoundException" and target.registry_id is not None:
+        # Pushing into another account: the repository may well exist, in the
+        # caller's own registry; say which registry was asked.
+        create = f"aws {target.service} create-repository --repository-name {repository}"
+        if target.service == "ecr":
+            create += f" --registry-id {target.registry_id}"
+        return (
+            f"{target.where(repository)} does not exist: create it in account "
+            f"{target.registry_id} ({create}), or check the registry id and that the role "
+            "in use may push there (that account's repository policy must allow this one)"
+        )
+    hint = PERMANENT_HINTS.get(code, "")
+    return hint.format(repository=repository, cli=target.service) if hint else ""
 
 
 def _required(response: Any, key: str, operation: str, repository: str) -> Any:
@@ -254,18 +341,22 @@ async def open_ecr_registry(settings: EcrSettings) -> AsyncIterator[EcrRegistry]
         read_timeout=settings.read_timeout,
     )
     session = get_session()
+    target = PUBLIC_ECR if settings.public else PRIVATE_ECR
+    target = EcrTarget(target.service, target.limits, settings.registry_id)
     # botocore reads only AWS_DEFAULT_REGION; the AWS CLI v2 and the other
     # SDKs also honour AWS_REGION, and operators expect it to work here too.
     region = settings.region or os.environ.get("AWS_REGION") or None
+    if settings.public:
+        region = ECR_PUBLIC_REGION  # the host's region is for its other services
     try:
         client_context = session.create_client(
-            "ecr",
+            target.service,  # type: ignore[call-overload]  # one of two services, cast below
             region_name=region,
             endpoint_url=settings.endpoint_url,
             config=config,
         )
         async with client_context as client:
-            yield EcrRegistry(client)
+            yield EcrRegistry(cast(LayerPushClient, client), target)
     except botocore.exceptions.NoRegionError:
         raise ConfigurationError(
             "no AWS region configured; pass --region or set AWS_REGION "

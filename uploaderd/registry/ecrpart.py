@@ -46,17 +46,27 @@ class EcrPart(PartPayload):
     """The body's sha256, for SigV4's ``X-Amz-Content-SHA256``."""
 
 
-def part_members(session: UploadSession, first_byte: int, length: int) -> dict[str, Any]:
-    return {
+def part_members(
+    session: UploadSession, first_byte: int, length: int, registry_id: str | None = None
+) -> dict[str, Any]:
+    """The members botocore serializes beside the blob, so the prepared body matches them."""
+    members: dict[str, Any] = {
         "repositoryName": session.repository,
         "uploadId": session.upload_id,
         "partFirstByte": first_byte,
         "partLastByte": first_byte + length - 1,
     }
+    if registry_id is not None:
+        members["registryId"] = registry_id
+    return members
 
 
 def encode_ecr_part(
-    session: UploadSession, source: PartSource, allocate: Allocate = new_buffer
+    session: UploadSession,
+    source: PartSource,
+    allocate: Allocate = new_buffer,
+    *,
+    registry_id: str | None = None,
 ) -> EcrPart:
     """Stream ``source`` through small chunks into one body buffer, hashing as it goes.
 
@@ -65,7 +75,7 @@ def encode_ecr_part(
     leave each worker thread's heap holding a part's worth of freed chunks no
     budget accounts for.
     """
-    members = part_members(session, source.first_byte, source.length)
+    members = part_members(session, source.first_byte, source.length, registry_id)
     tail = _members_tail(members)
     head = b'{"layerPartBlob":"'
     body = allocate(len(head) + 4 * ((source.length + 2) // 3) + len(tail))
@@ -132,8 +142,13 @@ def _send_body_as_view(request: Any, **_: Any) -> None:
 
 
 def install_part_hooks(client: Any) -> None:
-    """Make ``client`` accept ``EcrPart`` blobs (see its docstring)."""
+    """Make ``client`` accept ``EcrPart`` blobs (see its docstring).
+
+    Events are named by the service (``ecr``, ``ecr-public``): both clients
+    send the same UploadLayerPart body.
+    """
     events = client.meta.events
-    events.register("before-parameter-build.ecr.UploadLayerPart", _stash_part)
-    events.register("before-call.ecr.UploadLayerPart", _use_prepared_body)
-    events.register("before-send.ecr.UploadLayerPart", _send_body_as_view)
+    service = client.meta.service_model.service_id.hyphenize()
+    events.register(f"before-parameter-build.{service}.UploadLayerPart", _stash_part)
+    events.register(f"before-call.{service}.UploadLayerPart", _use_prepared_body)
+    events.register(f"before-send.{service}.UploadLayerPart", _send_body_as_view)

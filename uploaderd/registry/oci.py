@@ -15,6 +15,7 @@ InvalidLayerPartException.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,11 +29,20 @@ from uploaderd.errors import (
     ConfigurationError,
     ErrorCode,
     PartOutOfOrderError,
+    RegistryError,
     TransientRegistryError,
     UploadNotFoundError,
 )
 from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
+from uploaderd.registry.limits import OCI_LIMITS, RegistryLimits
 from uploaderd.registry.ociauth import Authenticator, Credentials, credentials_for
+from uploaderd.registry.ocireferrers import (
+    OCI_INDEX,
+    SUBJECT_HEADER,
+    Referrer,
+    referrer_of,
+    with_referrer,
+)
 from uploaderd.registry.ocitransport import (
     Answer,
     ConnectionLostError,
@@ -88,6 +98,7 @@ class OciRegistry:
     part_size: int = DEFAULT_PART_SIZE
     memory_per_part_byte: float = 1.2
     """The raw part is the request body; aiohttp sends it without copying."""
+    limits: RegistryLimits = OCI_LIMITS
     _locations: dict[str, URL] = field(default_factory=dict)
     _known_in: dict[str, str] = field(default_factory=dict)
     """digest -> a repository of this registry that has it, for cross-repository mounts."""
@@ -222,14 +233,41 @@ class OciRegistry:
         self._known_in.setdefault(digest, session.repository)
 
     async def put_manifest(
-        self, repository: str, tag: str, manifest: bytes, media_type: str
+        self, repository: str, manifest: bytes, media_type: str, tag: str | None = None
     ) -> None:
-        url = self._repo_url(repository, f"manifests/{quote(tag, safe='')}")
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        answer = await self._put_manifest(repository, tag or digest, manifest, media_type)
+        referrer = referrer_of(manifest, media_type, digest) if tag is None else None
+        if referrer is not None and SUBJECT_HEADER not in answer.headers:
+            await self._list_referrer(repository, referrer)
+
+    async def _put_manifest(
+        self, repository: str, reference: str, manifest: bytes, media_type: str
+    ) -> Answer:
+        url = self._repo_url(repository, f"manifests/{quote(reference, safe=':')}")
         answer = await self.transport.send(
             "PUT", url, repository, headers={"Content-Type": media_type}, data=manifest
         )
         if answer.status not in (200, 201, 202):
-            raise_refusal(answer, self.name, repository, f"tagging {tag!r}")
+            raise_refusal(answer, self.name, repository, f"publishing manifest {reference!r}")
+        return answer
+
+    async def _list_referrer(self, repository: str, referrer: Referrer) -> None:
+        """No referrers API here: keep the subject's list under its fallback tag."""
+        url = self._repo_url(repository, f"manifests/{referrer.fallback_tag}")
+        answer = await self.transport.send("GET", url, repository, headers={"Accept": OCI_INDEX})
+        if answer.status not in (200, 404):
+            raise_refusal(answer, self.name, repository, f"reading {referrer.fallback_tag!r}")
+        try:
+            updated = with_referrer(answer.body if answer.status == 200 else None, referrer)
+        except ValueError as exc:
+            raise RegistryError(
+                f"cannot list the referrer under {referrer.fallback_tag!r}: {exc}",
+                repository=repository,
+                code=ErrorCode.MALFORMED_RESPONSE,
+            ) from None
+        if updated is not None:
+            await self._put_manifest(repository, referrer.fallback_tag, updated, OCI_INDEX)
 
     def _repo_url(self, repository: str, rest: str) -> URL:
         return URL(f"{str(self.base).rstrip('/')}/v2/{repository}/{rest}", encoded=False)

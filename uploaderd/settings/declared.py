@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from uploaderd.engine.limiter import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY
 from uploaderd.engine.parts import MAX_PART_SIZE
 from uploaderd.engine.retry import RetryPolicy
 from uploaderd.engine.scheduler import EngineSettings
-from uploaderd.registry.choice import RegistryChoice
+from uploaderd.registry.choice import RegistryChoice, account_id
 from uploaderd.settings.values import (
     Parse,
     boolean,
@@ -72,6 +73,20 @@ def setting(
 REQUIRED: Any = dataclasses.MISSING
 
 
+def auto_or(parse: Parse) -> Parse:
+    """``parse``, or None for "auto": the engine chooses (``concurrency``)."""
+
+    def parse_auto(value: object) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} or 'auto'") from None
+
+    return parse_auto
+
+
 # --- the settings ----------------------------------------------------------------------
 
 
@@ -90,7 +105,25 @@ class PushSettings:
     )
     endpoint_url: str | None = setting(None, text, "ECR endpoint (default: the AWS chain)")
     region: str | None = setting(None, text, "AWS region (default: the AWS chain)")
-    concurrency: int = setting(4, whole(1, 64), "layers in flight")
+    registry_id: str | None = setting(
+        None,
+        account_id,
+        "ECR: the 12-digit account whose registry receives the layers (default: your own)",
+    )
+    ecr_public: bool = setting(
+        False, boolean, "push to ECR Public (ecr-public, region us-east-1) instead of ECR"
+    )
+    concurrency: int | None = setting(
+        None,
+        auto_or(whole(1, MAX_CONCURRENCY)),
+        "layers in flight: 'auto' (the default) adapts it between 1 and max_concurrency "
+        "to the throughput and the registry's throttling (AIMD); a number fixes it",
+    )
+    max_concurrency: int = setting(
+        DEFAULT_MAX_CONCURRENCY,
+        whole(1, MAX_CONCURRENCY),
+        "the most layers in flight when concurrency is auto (also bounded by memory_budget)",
+    )
     memory_budget: int = setting(
         256 * MIB,
         size(MAX_PART_SIZE),
@@ -122,6 +155,7 @@ class PushSettings:
         """The engine's knobs, built here and only here."""
         return EngineSettings(
             concurrency=self.concurrency,
+            max_concurrency=self.max_concurrency,
             memory_budget=self.memory_budget,
             part_size=self.part_size,
             retry=RetryPolicy(max_attempts=self.max_attempts),
@@ -136,7 +170,9 @@ class PushSettings:
             username=self.registry_username,
             region=self.region,
             endpoint_url=self.endpoint_url,
-            connections=self.concurrency + 2,
+            registry_id=self.registry_id,
+            ecr_public=self.ecr_public,
+            connections=(self.concurrency or self.max_concurrency) + 2,
             request_timeout=self.request_timeout,
         )
 

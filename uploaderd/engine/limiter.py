@@ -1,0 +1,237 @@
+"""How many layers may be in flight: a fixed number, or one found by AIMD.
+
+Adding a layer in flight helps while the link, not one layer's round trips,
+is the bottleneck; past that point it only adds memory, connections and
+requests that the registry may throttle.  Where that point lies depends on
+the link's latency and bandwidth and on the registry's quotas, which no
+default can know, so ``concurrency = "auto"`` finds it with AIMD (additive
+increase, multiplicative decrease: Chiu and Jain 1989, TCP's congestion
+avoidance in RFC 5681), driven by throughput instead of by a window of
+packets:
+
+* **Start** at ``INITIAL_LIMIT`` (4) layers: what the peers default to
+  (dockerd 5, buildkit and crane 4, containerd 3) and uploaderd's fixed
+  default before "auto", so a job starts no slower than it used to.
+* **Measure** the bytes the registry confirmed in a window that closes at
+  the first confirmed part once ``WINDOW_SECONDS`` (1 s) have passed and at
+  least ``PARTS_PER_SLOT`` (4) parts per slot were confirmed: a rate counted
+  in whole parts is off by up to a part per layer, so a window holds several.
+* **Only a full window counts**: one that closes with every slot taken
+  (layers in flight == limit).  With fewer layers than slots the rate says
+  nothing about the limit (a small job, an idle daemon: RFC 7661's
+  "application-limited" rule, which keeps TCP from growing a window it does
+  not use); with more, an earlier decrease has not taken effect yet.
+* **Increase by 1** when the rate rose more than ``RISE`` (5 %) above the rate
+  at the last increase (the first full window after the start or a decrease
+  always probes one up).  One more of L layers adds at most 1/L, so 5 %
+  lets the limit climb to about 20 layers on a link that keeps scaling,
+  while a plateau, where the rate stays within noise, holds the limit.
+* **Halve** (floor 1) on a congestion signal: every retry the engine reports
+  (throttling, 5xx, timeouts, dropped connections, and the resyncs that
+  follow a lost answer).  As TCP reduces once per window of losses, a
+  decrease waits until the last one has taken effect (no more layers in
+  flight than the limit) and at least ``WINDOW_SECONDS`` have passed: the
+  retries of layers started under the old limit are one event, not many.
+* **Never above** ``max_concurrency`` nor what the byte budget holds: each
+  layer in flight keeps the part on the wire, the parts read ahead and one
+  being encoded (``layers_within_budget``); a layer beyond that would wait
+  for budget and add nothing.
+
+The limit gates layer *starts* through an ``anyio.CapacityLimiter`` whose
+``total_tokens`` follows it: lowering it below the layers in flight stops new
+grants until enough finish, and never cancels a layer.  Decisions are pure
+(``AimdLimit``, with an injectable clock) and the gate applies them
+(``LayerLimit``), so the rules are tested without a registry or a timer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+
+Clock = Callable[[], float]
+
+INITIAL_LIMIT = 4
+DEFAULT_MAX_CONCURRENCY = 16
+"""The ``max_concurrency`` default: above what the default 256 MiB budget holds (6 layers of
+ECR's 10 MiB parts), so a bigger budget lets the limit grow further; in reach of the
+registry's connection pool (limit + 2) and of ECR's 500 UploadLayerPart/s quota."""
+MAX_CONCURRENCY = 64
+WINDOW_SECONDS = 1.0
+PARTS_PER_SLOT = 4
+RISE = 0.05
+
+
+def layers_within_budget(
+    budget: int, part_size: int, memory_per_byte: float, parts_per_layer: int
+) -> int:
+    """How many layers the byte budget holds at full read-ahead (at least 1).
+
+    A part's charge is computed as the reader charges it (its bytes times
+    the registry's memory per byte, never more than the whole budget).
+    """
+    charge = min(math.ceil(part_size * memory_per_byte), budget)
+    return max(1, budget // (charge * parts_per_layer))
+
+
+class AimdLimit:
+    """The AIMD decisions, from confirmed bytes and congestion signals (see the module)."""
+
+    def __init__(
+        self,
+        *,
+        ceiling: int,
+        budget_cap: int,
+        clock: Clock = time.monotonic,
+        initial: int = INITIAL_LIMIT,
+    ) -> None:
+        if ceiling < 1 or initial < 1:
+            raise ValueError(f"limits must be at least 1, got {ceiling} and {initial}")
+        self.ceiling = ceiling
+        self.budget_cap = max(1, budget_cap)
+        self._clock = clock
+        self.limit = min(initial, self.top)
+        self.reference: float | None = None
+        """The rate at the last increase, bytes per second; None: probe at the next full window."""
+        self.last_rate: float | None = None
+        self._last_decrease: float | None = None
+        self.restart_window()
+
+    @property
+    def top(self) -> int:
+        """The highest the limit may go now."""
+        return min(self.ceiling, self.budget_cap)
+
+    def restart_window(self) -> None:
+        """Measure afresh from now (after a decision, or work after an idle spell)."""
+        self._window_start = self._clock()
+        self._window_bytes = 0
+        self._window_parts = 0
+
+    def part_confirmed(self, nbytes: int, in_use: int) -> None:
+        """The registry confirmed ``nbytes``; ``in_use`` layers hold a slot right now."""
+        self._window_bytes += nbytes
+        self._window_parts += 1
+        elapsed = self._clock() - self._window_start
+        if elapsed < WINDOW_SECONDS or self._window_parts < PARTS_PER_SLOT * self.limit:
+            return
+        rate = self._window_bytes / elapsed
+        full = in_use == self.limit
+        self.restart_window()
+        if not full:
+            return
+        self.last_rate = rate
+        if self.reference is None or rate > self.reference * (1 + RISE):
+            self.reference = rate
+            self.limit = min(self.limit + 1, self.top)
+
+    def congested(self, in_use: int) -> bool:
+        """A request failed transiently; True if the limit was halved."""
+        now = self._clock()
+        if in_use > self.limit:
+            return False  # the last decrease has not taken effect yet
+        if self._last_decrease is not None and now - self._last_decrease < WINDOW_SECONDS:
+            return False
+        self._last_decrease = now
+        self.limit = max(1, self.limit // 2)
+        self.reference = None
+        self.restart_window()
+        return True
+
+    def cap_by_budget(self, cap: int) -> None:
+        """The budget holds ``cap`` layers (part sizes learned from the registry)."""
+        self.budget_cap = max(1, cap)
+        self.limit = min(self.limit, self.top)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatistics:
+    """The limit at one moment."""
+
+    limit: int
+    in_use: int
+    """Layers holding a slot; above ``limit`` for a while after a decrease."""
+    ceiling: int
+    """``max_concurrency`` in auto mode; the fixed number otherwise."""
+    budget_cap: int | None
+    """What the byte budget holds; None when the limit is fixed."""
+    adaptive: bool
+
+
+class LayerLimit:
+    """The gate every layer passes before it starts: a slot per layer in flight."""
+
+    def __init__(self, ceiling: int, aimd: AimdLimit | None) -> None:
+        """Use ``fixed`` or ``adaptive``."""
+        self.ceiling = ceiling
+        self.aimd = aimd
+        self._slots = anyio.CapacityLimiter(self.current)
+        self._in_use = 0
+
+    @classmethod
+    def fixed(cls, slots: int) -> LayerLimit:
+        """``slots`` layers in flight, always (``concurrency = N``)."""
+        if slots < 1:
+            raise ValueError(f"a layer limit must be at least 1, got {slots}")
+        return cls(slots, None)
+
+    @classmethod
+    def adaptive(cls, aimd: AimdLimit) -> LayerLimit:
+        """As many layers as ``aimd`` decides (``concurrency = "auto"``)."""
+        return cls(aimd.ceiling, aimd)
+
+    @property
+    def current(self) -> int:
+        if self.aimd is not None:
+            return self.aimd.limit
+        return self.ceiling
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def statistics(self) -> LimitStatistics:
+        cap = self.aimd.budget_cap if self.aimd is not None else None
+        return LimitStatistics(
+            self.current, self._in_use, self.ceiling, cap, adaptive=self.aimd is not None
+        )
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one slot for the block: one layer in flight."""
+        borrower = object()  # a slot per block, not per task: a task may push in turn
+        await self._slots.acquire_on_behalf_of(borrower)
+        if self._in_use == 0 and self.aimd is not None:
+            self.aimd.restart_window()  # an idle spell is not a slow window
+        self._in_use += 1
+        try:
+            yield
+        finally:
+            self._in_use -= 1
+            self._slots.release_on_behalf_of(borrower)
+
+    # --- what the engine reports (no-ops when the limit is fixed) -------------------------
+
+    def part_confirmed(self, nbytes: int) -> None:
+        if self.aimd is not None and nbytes:
+            self.aimd.part_confirmed(nbytes, self._in_use)
+            self._apply()
+
+    def congested(self) -> None:
+        if self.aimd is not None:
+            self.aimd.congested(self._in_use)
+            self._apply()
+
+    def cap_by_budget(self, cap: int) -> None:
+        if self.aimd is not None:
+            self.aimd.cap_by_budget(cap)
+            self._apply()
+
+    def _apply(self) -> None:
+        if self._slots.total_tokens != self.current:
+            self._slots.total_tokens = self.current
