@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmarks import (
     concurrency,
     memory,
+    network,
     overlap,
     pickup,
     push,
@@ -26,6 +27,7 @@ from benchmarks import (
     skopeo,
     small,
     startup,
+    throttling,
 )
 from benchmarks.record import Figure
 
@@ -38,10 +40,18 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     small.NAME: small.run,
     startup.NAME: startup.run,
     overlap.NAME: overlap.run,
+    network.NAME: network.run,
+    throttling.NAME: throttling.run,
 }
 #: Benchmarks that can measure another checkout's code (UPLOADERD_BENCH_SOURCE): each
 #: turns the main checkout's commit into the one its rows should name.
 MEASURED_COMMIT: dict[str, Callable[[str], str]] = {startup.NAME: startup.measured_commit}
+#: Benchmarks whose rows name the commit of the uploaderd package they ran, dirty only if
+#: that package is: they are run from a clone with newer benchmark files copied in.
+PACKAGE_COMMIT: dict[str, Callable[[str], str]] = {
+    network.NAME: network.measured_commit,
+    skopeo.NAME: network.measured_commit,
+}
 
 
 def compile_measured_code(checkout: Path) -> None:
@@ -76,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = os.environ.get(startup.SOURCE_ENV)
     # The variable changes what is measured, so it is part of the command to reproduce.
     prefix = [f"{startup.SOURCE_ENV}={source}"] if source else []
+    # So does PYTHONPATH, when it points the pushes at a clone (network.check_measured_code).
+    if os.environ.get("PYTHONPATH"):
+        prefix.insert(0, f"PYTHONPATH={os.environ['PYTHONPATH']}")
     command = shlex.join([*prefix, "python", "-m", "benchmarks", *args])
     if source and set(names) - set(MEASURED_COMMIT):
         print(
@@ -86,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     compile_measured_code(Path(source) if source else record.REPO_ROOT)
     # Taken before running: the figures describe the code as it was when they started.
     commit = record.git_commit()
-    commits = {name: MEASURED_COMMIT.get(name, str)(commit) for name in names}
+    commit_of = {**PACKAGE_COMMIT, **MEASURED_COMMIT}
+    commits = {name: commit_of.get(name, str)(commit) for name in names}
     failed = []
     for name in names:
         try:

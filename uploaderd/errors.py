@@ -79,6 +79,7 @@ class ErrorCode(enum.StrEnum):
     PART_OUT_OF_ORDER = "InvalidLayerPartException"
     UPLOAD_NOT_FOUND = "UploadNotFoundException"
     UPLOAD_DIVERGED = "UploadDiverged"
+    CHUNK_LOST = "ChunkLost"
     UPLOAD_POSITION_UNSTABLE = "UploadPositionUnstable"
     RANGE_NOT_SATISFIABLE = "RangeNotSatisfiable"
     TOO_MANY_REQUESTS = "TooManyRequests"
@@ -162,6 +163,9 @@ class TransientRegistryError(RegistryError):
     """Throttling, a server fault or a network failure: retrying the request can succeed."""
 
     retry_later = True
+    retry_after: float | None = None
+    """Seconds the registry asked to wait (``Retry-After``), if it said; the retry policy
+    waits at least that long instead of its own backoff."""
 
 
 class PartOutOfOrderError(RegistryError):

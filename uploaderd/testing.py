@@ -66,7 +66,8 @@ class MemoryRegistry:
     The counters say what the client did: ``parts_sent``, ``uploads_started``,
     ``completed`` (digests, in order), ``max_same_upload_overlap`` (more than 1
     means two parts of one upload were in flight at once, which ECR refuses) and
-    ``max_uploads_in_flight`` (how many layers were uploading in parallel).
+    ``max_uploads_in_flight`` (how many layers were uploading in parallel);
+    ``availability_checks`` holds each ``missing_layers`` call's repository and digests.
     Finished layers are in ``layers`` by digest, published manifests in
     ``manifests`` by repository and digest, and by repository and tag.
     """
@@ -85,6 +86,7 @@ class MemoryRegistry:
     forget_upload_after_parts: int | None = None
     silently_drop_parts: set[int] = field(default_factory=set)
     completed: list[str] = field(default_factory=list)
+    availability_checks: list[tuple[str, list[str]]] = field(default_factory=list)
     limits: RegistryLimits = ECR_LIMITS
     """ECR's by default; give ``ECR_PUBLIC_LIMITS`` to test a push to ECR Public."""
 
@@ -101,6 +103,7 @@ class MemoryRegistry:
         pass
 
     async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
+        self.availability_checks.append((repository, list(digests)))
         return {d for d in digests if d not in self.layers}
 
     async def start_upload(self, repository: str) -> UploadSession:

@@ -6,6 +6,11 @@ GetDownloadUrlForLayer), nothing ends in failed/ for a fault that was only
 transient, nothing is lost (every file is in done/), and uploaderd's retries show in
 ``/metrics`` by reason.
 
+It runs twice: with the daemon talking to the registry over loopback, and through the
+benchmarks' link emulator in its "WAN" shape (a real process in between, 25 ms each
+way, 16 MiB/s per connection), where the test also checks from the kernel's socket
+table and the daemon's part times that the traffic did cross the emulator.
+
 botocore's own retries are switched off (``AWS_MAX_ATTEMPTS=1``) so that every
 injected fault reaches uploaderd's retry loop and its metrics; with them on, most
 faults would be absorbed below uploaderd, invisibly.
@@ -24,9 +29,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.calibration import Emulator
+from benchmarks.linkemu import SHAPES, Shape
 from tests.e2e.conftest import RegistryProcess, start_registry
 from tests.e2e.daemon import DaemonProcess, start_daemon
 from tests.helpers import make_layer
+from tests.linkshape import PartTimes, PathWitness, running_link, url_port
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +85,34 @@ DAEMON_OPTIONS = (
 DAEMON_ENV = {"AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard"}
 
 
+#: How the daemon reaches the registry: straight over loopback, or through the link
+#: emulator's "WAN" (25 ms each way, 16 MiB/s per connection). The same files, phases
+#: and deadlines serve both: WAN's 50 ms round trip is small beside a 4 s phase, a
+#: 5 MiB part (6.7 MiB of base64) crosses in 0.4 s, well inside the 2 s read timeout
+#: that only slow-body=3 must trip, and the drain after the last phase takes seconds,
+#: not the 90 allowed (both variants run in about 45 s).
+LINKS = (
+    pytest.param(None, id="loopback"),
+    pytest.param(SHAPES["WAN"], id="WAN"),
+)
+
+
+@dataclass
+class ChaosEndpoint:
+    """The registry, and the address the daemon is told to use for it."""
+
+    registry: RegistryProcess
+    shape: Shape | None
+    emulator: Emulator | None
+
+    @property
+    def url(self) -> str:
+        return self.registry.url if self.emulator is None else self.emulator.url
+
+    def witness(self) -> PathWitness:
+        return PathWitness(url_port(self.registry.url), self.emulator)
+
+
 @dataclass
 class Dropped:
     repository: str
@@ -88,11 +124,13 @@ class Dropped:
 @dataclass
 class ChaosRun:
     tmp_path: Path
-    registry: RegistryProcess
+    endpoint: ChaosEndpoint
     daemon: DaemonProcess
+    path: PathWitness
     dropped: list[Dropped] = field(default_factory=list)
     retries: Counter[str] = field(default_factory=Counter)
     postponed: Counter[str] = field(default_factory=Counter)
+    part_times: PartTimes = field(default_factory=lambda: PartTimes(0, 0.0, 0))
     kills: int = 0
     runs: int = 1
     resumed: int = 0
@@ -104,9 +142,17 @@ class ChaosRun:
             _, digest = make_layer(self.daemon.watch / repository, name, size)
             self.dropped.append(Dropped(repository, name, size, digest))
 
+    @property
+    def registry(self) -> RegistryProcess:
+        return self.endpoint.registry
+
+    def sample_path(self) -> None:
+        self.path.sample(self.daemon.process.pid, self.registry.process.pid)
+
     def harvest(self) -> None:
         """Metrics and postponements of the current process, before it dies."""
         self.retries += retries_by_reason(self.daemon)
+        self.part_times += PartTimes.scraped(self.daemon)
         self.resumed += sum(
             int(e["files"])
             for e in self.daemon.log_events()
@@ -127,7 +173,7 @@ class ChaosRun:
         self.runs += 1
         self.daemon = start_daemon(
             self.tmp_path,
-            self.registry.url,
+            self.endpoint.url,
             *DAEMON_OPTIONS,
             env=DAEMON_ENV,
             log_name=f"daemon-{self.runs}.log",
@@ -177,14 +223,29 @@ def chaos_registry(tmp_path: Path) -> Iterator[RegistryProcess]:
     server.process.wait(timeout=10)
 
 
+@pytest.fixture(params=LINKS)
+def chaos_endpoint(
+    request: pytest.FixtureRequest, chaos_registry: RegistryProcess
+) -> Iterator[ChaosEndpoint]:
+    """The registry straight, or behind a link emulator process stopped with the test."""
+    shape: Shape | None = request.param
+    if shape is None:
+        yield ChaosEndpoint(chaos_registry, shape, None)
+        return
+    with running_link(shape, chaos_registry.url) as emulator:
+        yield ChaosEndpoint(chaos_registry, shape, emulator)
+
+
 def test_every_file_is_completed_exactly_once_through_faults_and_kill_9(
-    chaos_registry: RegistryProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    chaos_endpoint: ChaosEndpoint, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
+    chaos_registry = chaos_endpoint.registry
     run = ChaosRun(
         tmp_path,
-        chaos_registry,
-        start_daemon(tmp_path, chaos_registry.url, *DAEMON_OPTIONS, env=DAEMON_ENV),
+        chaos_endpoint,
+        start_daemon(tmp_path, chaos_endpoint.url, *DAEMON_OPTIONS, env=DAEMON_ENV),
+        chaos_endpoint.witness(),
     )
     try:
         for index, (name, specs) in enumerate(PHASES):
@@ -194,6 +255,7 @@ def test_every_file_is_completed_exactly_once_through_faults_and_kill_9(
             if name in KILL_DURING_PHASES:
                 run.kill_and_restart()
             time.sleep(max(0.0, phase_started + PHASE_SECONDS - time.monotonic()))
+            run.sample_path()
         set_faults_when_listening(chaos_registry, ())
         run.daemon.wait_until(
             lambda: (
@@ -202,6 +264,7 @@ def test_every_file_is_completed_exactly_once_through_faults_and_kill_9(
             90,
             "every dropped file to be finished",
         )
+        run.sample_path()
         run.harvest()
         stats = chaos_registry.stats()
         summary = summarize(run, stats, time.monotonic() - started)
@@ -234,6 +297,12 @@ def test_every_file_is_completed_exactly_once_through_faults_and_kill_9(
             "ReadTimeoutError",
         } <= set(run.retries), summary
         assert run.resumed >= run.kills  # every kill landed while a layer was in flight
+        run.path.check()  # the daemon reached the registry only the way the variant says
+        if chaos_endpoint.shape is not None:
+            # A part that crossed WAN took its 50 ms round trip, the daemon's first
+            # part-time bucket (loopback: most parts). Timers are ms-grained: allow a tenth.
+            assert run.part_times.count > 0, summary
+            assert run.part_times.within_50_ms <= run.part_times.count // 10, summary
         assert run.daemon.stop() == 0
     finally:
         if run.daemon.process.poll() is None:
@@ -288,6 +357,8 @@ def summarize(run: ChaosRun, stats: dict[str, object], seconds: float) -> str:
     ]
     lines = ["chaos summary", "-" * 44]
     lines += [f"{label:<32}{value:>12}" for label, value in rows]
+    lines += [f"path: {run.path.describe()}"]
+    lines += [f"part uploads: {run.part_times.describe()}"]
     lines += ["retries by reason (uploaderd_retries_total)"]
     lines += [f"  {reason:<30}{n:>12}" for reason, n in sorted(run.retries.items())]
     lines += ["files put back to the queue (daemon backoff)"]

@@ -38,6 +38,7 @@ DOCUMENTED_SETTINGS: dict[str, object] = {
     "region": None,
     "registry_id": None,
     "ecr_public": False,
+    "ecr_quota_share": 1.0,
     "concurrency": "auto",
     "max_concurrency": 16,
     "memory_budget": "256MiB",

@@ -402,3 +402,31 @@ def test_ready_line_names_the_port_bound_for_port_0(
         assert daemon.metric_sum("uploaderd_queue_files") == 0
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_burst_of_small_layers_is_checked_a_hundred_at_a_time(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    """Queued layers of one repository share BatchCheckLayerAvailability calls (daemon/ahead)."""
+    staging = tmp_path / "staging"
+    layers = {f"l{i:03d}.tar": make_layer(staging, f"l{i:03d}.tar", 4096 + i) for i in range(150)}
+    registry.create_repository("team/app")
+    daemon = start_daemon(tmp_path, registry.url, "--concurrency", "4")
+    try:
+        target = daemon.watch / "team/app"
+        target.mkdir(parents=True)
+        for name, (path, _) in layers.items():
+            os.rename(path, target / name)
+        daemon.wait_until(lambda: len(daemon.done_files()) == 150, 120, "150 layers in done/")
+        assert daemon.failed_files() == []
+        stats = registry.stats()
+        for name, (_, digest) in layers.items():
+            assert stats["completed"][f"team/app@{digest}"] == 1, name
+        # A few calls (the first claims may come before every file is queued), never
+        # one per layer.
+        assert stats["requests"]["BatchCheckLayerAvailability"] <= 10, stats["requests"]
+        assert stats["requests"]["InitiateLayerUpload"] == 150
+        assert daemon.stop() == 0
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()

@@ -65,6 +65,7 @@ def test_sighup_applies_or_names_every_setting(registry: RegistryProcess, tmp_pa
         "region": "eu-west-1",
         "registry_id": "123456789012",
         "ecr_public": True,
+        "ecr_quota_share": 0.25,
         "concurrency": 3,
         "max_concurrency": 8,
         "memory_budget": "128MiB",

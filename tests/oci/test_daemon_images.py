@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from tests.e2e.conftest import RegistryProcess
 from tests.e2e.daemon import start_daemon
 from tests.helpers import digest_of
-from tests.imagefixtures import write_buildx_layout
+from tests.imagefixtures import OCI_INDEX, BuildxLayout, as_json, descriptor, write_buildx_layout
 from tests.oci.conftest import OciRegistryProcess, skopeo, write_layout
 from tests.oci.test_image_ecr import batch_get_image
 
@@ -93,7 +94,7 @@ def test_image_with_a_missing_blob_fails_whole_and_nothing_is_tagged(
         assert daemon.stop() == 0
 
 
-def test_daemon_pushes_to_an_oci_registry_named_in_the_config_section(
+def test_daemon_pushes_single_and_multi_platform_layouts_to_the_configured_oci_registry(
     oci_registry: OciRegistryProcess, tmp_path: Path
 ) -> None:
     config = tmp_path / "config.toml"
@@ -102,42 +103,75 @@ def test_daemon_pushes_to_an_oci_registry_named_in_the_config_section(
     try:
         repository = daemon.watch / "team/app"
         repository.mkdir(parents=True)
-        layout = write_layout(repository / ".img", [3 * MIB], tag="v1")
-        (repository / ".img").rename(repository / "img")
+        single = write_layout(repository / ".img", [3 * MIB], tag="v1")
+        multi = write_buildx_layout(repository / ".multi", tag="v2")
+        for name in ("img", "multi"):
+            (repository / f".{name}").rename(repository / name)
         daemon.wait_until(
-            (daemon.state_dir / "done/team/app/img/oci-layout").is_file, 60, "image in done/"
+            lambda: all(
+                (daemon.state_dir / f"done/team/app/{name}/index.json").is_file()
+                for name in ("img", "multi")
+            ),
+            60,
+            "both images in done/",
         )
-        inspected = skopeo(
-            "inspect", "--raw", "--tls-verify=false", f"docker://{oci_registry.host}/team/app:v1"
-        )
-        assert inspected.returncode == 0, inspected.stderr
-        assert inspected.stdout.encode() == layout.manifest
+        for tag, expected in (("v1", single.manifest), ("v2", multi.index)):
+            inspected = skopeo(
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                f"docker://{oci_registry.host}/team/app:{tag}",
+            )
+            assert inspected.returncode == 0, inspected.stderr
+            assert inspected.stdout.encode() == expected
+        signature = digest_of(multi.signature)
+        assert oci_registry.get(f"/v2/team/app/manifests/{signature}") == (200, multi.signature)
+        pushed = {
+            e["file"]: e["image"] for e in daemon.log_events() if e["event"] == "image pushed"
+        }
+        assert pushed["team/app/multi"] == f"team/app:v2@{multi.index_digest}"
     finally:
         assert daemon.stop() == 0
 
 
-def test_daemon_pushes_a_renamed_multi_platform_layout_with_its_signature(
-    oci_registry: OciRegistryProcess, tmp_path: Path
+def _bad_tag(layout: BuildxLayout) -> None:
+    index = json.loads((layout.root / "index.json").read_text())
+    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = "not a tag!"
+    (layout.root / "index.json").write_text(json.dumps(index))
+
+
+def _self_containing(layout: BuildxLayout) -> None:
+    index = json.loads(layout.index)
+    index["manifests"].append(descriptor(OCI_INDEX, layout.index))
+    written = as_json(index)
+    layout.path_of(layout.index).write_bytes(written)
+    top = json.loads((layout.root / "index.json").read_text())
+    top["manifests"][0]["size"] = len(written)
+    (layout.root / "index.json").write_text(json.dumps(top))
+
+
+@pytest.mark.parametrize(
+    ("spoil", "code"), [(_bad_tag, "InvalidTag"), (_self_containing, "ManifestCycle")]
+)
+def test_a_bad_multi_platform_layout_goes_to_failed_with_its_reason_and_nothing_tagged(
+    ecr_registry: RegistryProcess,
+    tmp_path: Path,
+    spoil: Callable[[BuildxLayout], None],
+    code: str,
 ) -> None:
-    config = tmp_path / "config.toml"
-    config.write_text(f'[registry]\nurl = "{oci_registry.url}"\ninsecure = true\n')
-    daemon = start_daemon(tmp_path, "http://127.0.0.1:9", "--config", str(config))
+    daemon = start_daemon(tmp_path, ecr_registry.url)
     try:
         repository = daemon.watch / "team/app"
         repository.mkdir(parents=True)
-        layout = write_buildx_layout(repository / ".multi", tag="v1")
-        (repository / ".multi").rename(repository / "multi")
-        daemon.wait_until(
-            (daemon.state_dir / "done/team/app/multi/index.json").is_file, 60, "image in done/"
-        )
-        inspected = skopeo(
-            "inspect", "--raw", "--tls-verify=false", f"docker://{oci_registry.host}/team/app:v1"
-        )
-        assert inspected.returncode == 0, inspected.stderr
-        assert inspected.stdout.encode() == layout.index
-        signature = digest_of(layout.signature)
-        assert oci_registry.get(f"/v2/team/app/manifests/{signature}") == (200, layout.signature)
-        pushed = [e for e in daemon.log_events() if e["event"] == "image pushed"]
-        assert [e["image"] for e in pushed] == [f"team/app:v1@{layout.index_digest}"]
+        spoil(write_buildx_layout(repository / ".bad", tag="v1"))
+        (repository / ".bad").rename(repository / "bad")
+
+        reason = daemon.state_dir / "failed/team/app/bad.error.json"
+        daemon.wait_until(reason.is_file, 60, "the bad image in failed/")
+        details = json.loads(reason.read_text())
+        assert details["code"] == code
+        assert "index.json" in details["message"] or "contains itself" in details["message"]
+        assert (daemon.state_dir / "failed/team/app/bad/index.json").is_file()
+        assert ecr_registry.stats()["requests"].get("PutImage", 0) == 0
     finally:
         assert daemon.stop() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from aiohttp import web
@@ -17,7 +18,7 @@ from uploaderd.errors import (
     RegistryError,
     UploadNotFoundError,
 )
-from uploaderd.registry.base import PartBytes
+from uploaderd.registry.base import PartBytes, PartPayload, UploadSession
 from uploaderd.registry.oci import (
     OciRegistry,
     OciSettings,
@@ -36,6 +37,9 @@ class FakeRegistry:
         self.token_requests: list[dict[str, str]] = []
         self.held = bytearray()
         self.base = ""
+        self.patches = 0
+        self.drop_after: int | None = None
+        """Take this many bytes of the next PATCH, keep them, and drop the connection."""
 
     async def token(self, request: web.Request) -> web.Response:
         self.token_requests.append(dict(request.query))
@@ -72,6 +76,13 @@ class FakeRegistry:
         first = int(request.headers["Content-Range"].partition("-")[0])
         if first != len(self.held):
             return web.Response(status=416, headers=self._upload_headers())
+        self.patches += 1
+        if self.drop_after is not None:
+            self.held += await request.content.readexactly(self.drop_after)
+            self.drop_after = None
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("dropped on purpose")
         self.held += await request.read()
         return web.Response(status=202, headers=self._upload_headers())
 
@@ -164,3 +175,49 @@ def test_plain_http_needs_the_insecure_flag() -> None:
     with pytest.raises(ConfigurationError, match="--insecure-registry"):
         registry_base_url("http://127.0.0.1:5000", insecure=False)
     assert str(registry_base_url("example.com", insecure=False)) == "https://example.com/"
+
+
+async def _chunked_session(registry: OciRegistry, layer_size: int) -> UploadSession:
+    """An upload whose 4-byte parts go two to a chunk, as the engine would open it."""
+    registry.chunk_bytes = 8
+    session = await registry.start_upload("r")
+    return replace(session, part_size=4, layer_size=layer_size)
+
+
+async def test_parts_go_several_to_a_patch_and_only_a_chunks_last_waits_for_the_answer(
+    fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOADERD_REGISTRY_PASSWORD", "right")
+    data = b"abcdefghijkl"
+    async with open_oci_registry(OciSettings(fake.base, insecure=True, username="user")) as reg:
+        session = await _chunked_session(reg, len(data))
+        assert await reg.upload_part(session, 0, reg.encode_part(session, PartBytes(data[:4]))) == 3
+        assert fake.held == b""  # fed, not yet answered: the chunk's request is still open
+        assert (
+            await reg.upload_part(session, 4, reg.encode_part(session, PartBytes(data[4:8]))) == 7
+        )
+        assert (bytes(fake.held), fake.patches) == (data[:8], 1)
+        last = reg.encode_part(session, PartBytes(data[8:]))
+        assert await reg.upload_part(session, 8, last) == 11
+    assert (bytes(fake.held), fake.patches) == (data, 2)
+
+
+async def test_a_chunk_dropped_midway_continues_from_the_registrys_position(
+    fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOADERD_REGISTRY_PASSWORD", "right")
+    data = b"abcdefghijkl"
+    fake.drop_after = 6  # the first chunk's connection dies after 6 of its 8 bytes
+    async with open_oci_registry(OciSettings(fake.base, insecure=True, username="user")) as reg:
+        session = await _chunked_session(reg, len(data))
+
+        def part(first: int, last: int) -> PartPayload:
+            return reg.encode_part(session, PartBytes(data[first:last], first))
+
+        assert await reg.upload_part(session, 0, part(0, 4)) == 3  # confirmed for now
+        with pytest.raises(PartOutOfOrderError) as moved:
+            await reg.upload_part(session, 4, part(4, 8))
+        assert moved.value.next_byte == 6  # asked where the upload stands: go on from there
+        assert await reg.upload_part(session, 6, part(6, 10)) == 9
+        assert await reg.upload_part(session, 10, part(10, 12)) == 11
+    assert bytes(fake.held) == data

@@ -15,7 +15,9 @@ from tests.helpers import make_layer
 from uploaderd.engine.limiter import (
     INITIAL_LIMIT,
     PARTS_PER_SLOT,
+    RECENT_LAYERS,
     AimdLimit,
+    BudgetCap,
     LayerLimit,
     layers_within_budget,
 )
@@ -55,27 +57,38 @@ def test_starts_at_the_initial_limit_within_the_caps() -> None:
     assert limit_for(clock, budget_cap=3).limit == 3
 
 
-def test_grows_by_one_per_window_while_throughput_grows() -> None:
-    clock, rate = FakeClock(), 100 * MIB
-    aimd = limit_for(clock)
+def test_doubles_while_throughput_grows_then_grows_by_one() -> None:
+    clock = FakeClock()
+    aimd = limit_for(clock, ceiling=64, budget_cap=64)
     seen = [aimd.limit]
-    for _ in range(5):
-        window(aimd, clock, rate)
-        rate *= 1.2  # every extra layer adds 20 %
+    for rate in (100, 180, 320, 330, 380, 440):  # MiB/s: scaling, a plateau, scaling again
+        window(aimd, clock, rate * MIB)
         seen.append(aimd.limit)
-    assert seen == [4, 5, 6, 7, 8, 9]
+    assert seen == [4, 8, 16, 32, 32, 33, 34]
+    assert not aimd.slow_start
 
 
 def test_holds_at_a_plateau() -> None:
     clock = FakeClock()
     aimd = limit_for(clock)
-    window(aimd, clock, 100 * MIB)  # the first window probes one up
-    assert aimd.limit == 5
+    window(aimd, clock, 100 * MIB)  # the first window probes up: slow start doubles
+    assert aimd.limit == 8
     for rate in (103, 101, 104, 99, 102):  # within 5 % of the rate at the last increase
         window(aimd, clock, rate * MIB)
-    assert aimd.limit == 5
-    window(aimd, clock, 110 * MIB)  # the link got faster: probe again
-    assert aimd.limit == 6
+    assert aimd.limit == 8
+    window(aimd, clock, 110 * MIB)  # the link got faster: probe again, one at a time now
+    assert aimd.limit == 9
+
+
+def test_steps_back_when_more_layers_made_it_slower() -> None:
+    clock = FakeClock()
+    aimd = limit_for(clock)
+    window(aimd, clock, 120 * MIB)  # probe: 4 -> 8
+    window(aimd, clock, 85 * MIB)  # eight layers were slower than four (CPU-bound)
+    assert aimd.limit == 4
+    for _ in range(3):
+        window(aimd, clock, 118 * MIB)  # back at the old rate: hold, do not probe again
+    assert aimd.limit == 4
 
 
 def test_a_window_grows_only_when_every_slot_was_taken() -> None:
@@ -103,11 +116,11 @@ def test_a_window_needs_a_second_and_enough_parts() -> None:
 def test_halves_on_throttling_with_a_floor_of_one() -> None:
     clock = FakeClock()
     aimd = limit_for(clock)
-    for _ in range(4):
-        window(aimd, clock, 100 * MIB * (aimd.limit + 1))
+    window(aimd, clock, 100 * MIB)  # slow start: 4 -> 8
     assert aimd.limit == 8
     assert aimd.congested(in_use=8)
     assert aimd.limit == 4
+    assert not aimd.slow_start
     assert aimd.reference is None  # the next full window probes up from the new limit
     limits = []
     for _ in range(4):
@@ -289,10 +302,11 @@ async def test_the_budget_cap_follows_the_part_size_the_registry_offers(tmp_path
     registry = MemoryRegistry(part_size=5 * MIB)
     observer = RecordsLimit()
     engine = auto_engine(registry, observer)
-    assert engine.limit.statistics().budget_cap == 256 // (10 * 3)  # the usual parts expected
+    # two parts a layer (on the wire, read ahead) of the usual 10 MiB expected
+    assert engine.limit.statistics().budget_cap == 256 // (10 * 2)
     path, _ = make_layer(tmp_path, "l", 6 * MIB)
     await engine.push_all([LayerJob(path, "team/app")])
-    assert engine.limit.statistics().budget_cap == 256 // (5 * 3)
+    assert engine.limit.statistics().budget_cap == 256 // (5 * 2)
 
 
 def test_engine_settings_refuse_a_limit_out_of_range() -> None:
@@ -305,3 +319,51 @@ def test_engine_settings_refuse_a_limit_out_of_range() -> None:
             retry=RetryPolicy(max_attempts=1),
             overlap_threshold=1,
         )
+
+
+def test_the_budget_cap_counts_parts_no_bigger_than_the_recent_layers() -> None:
+    cap = BudgetCap(256 * MIB, 1.0, parts_per_layer=3, expected_part=10 * MIB)
+    assert cap.layers == 256 // 30  # nothing started: the usual parts expected
+    cap.part_size_offered(10 * MIB)
+    for _ in range(RECENT_LAYERS):
+        cap.layer_started(64 * 1024)
+    assert cap.layers == 256 * MIB // (3 * 64 * 1024)  # 64 KiB layers, 64 KiB parts
+    cap.layer_started(1024 * MIB)  # one big layer brings it down at once...
+    assert cap.layers == 256 // 30
+    for _ in range(RECENT_LAYERS - 1):
+        cap.layer_started(64 * 1024)
+    assert cap.layers == 256 // 30  # ...and keeps it down while it may be in flight
+    cap.layer_started(64 * 1024)
+    assert cap.layers == 256 * MIB // (3 * 64 * 1024)
+    cap.part_size_offered(20 * MIB)  # a part grown for a huge layer counts at once
+    cap.layer_started(30 * 1024 * MIB)
+    assert cap.layers == 256 // 60
+
+
+async def test_a_slot_handed_to_a_waiting_layer_counts_as_taken() -> None:
+    """A window closing between a release and the next layer's start is still full."""
+    clock = FakeClock()
+    aimd = AimdLimit(ceiling=4, budget_cap=64, clock=clock, initial=1)
+    limit = LayerLimit.adaptive(aimd)
+    release = anyio.Event()
+
+    async def first() -> None:
+        async with limit.slot():
+            for _ in range(PARTS_PER_SLOT - 1):
+                limit.part_confirmed(1)
+            await release.wait()
+        # The slot went to the waiting layer, which has not run yet.
+        clock.now += 1.0
+        limit.part_confirmed(1_000_000)
+
+    async def second() -> None:
+        async with limit.slot():
+            pass
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(first)
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(second)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert aimd.limit == 2  # the first full window probes one up

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from uploaderd.daemon import logs
+from uploaderd.daemon.ahead import CheckAhead
 from uploaderd.daemon.decisions import Decision, Done, Fail, ImageWait, Pause, Postpone, decide
 from uploaderd.daemon.finished import Archiver
 from uploaderd.daemon.imagetree import tree_identity, unchanged_seconds
@@ -46,7 +47,9 @@ class FilePush:
         registry: Registry,
         settings: Callable[[], DaemonSettings],
         pause: Callable[[str], None],
+        ahead: CheckAhead | None = None,
     ) -> None:
+        self.ahead = ahead
         self.journal = journal
         self.engine = engine
         self.observer = observer
@@ -75,6 +78,8 @@ class FilePush:
         if current != record.identity:
             self.journal.record_new_identity(record.id, current)
             record = self.journal.get(record.id) or record
+        if self.ahead is not None:
+            record = await self.ahead.before_push(record)
         job = LayerJob(
             path,
             record.repository,

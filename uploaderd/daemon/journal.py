@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +93,16 @@ class Journal:
         ).fetchone()
         return FileRecord.from_row(row) if row else None
 
+    def queued_layers(self, repository: str, now: float, limit: int) -> list[FileRecord]:
+        """The layer files of ``repository`` next in the queue (due now), in claim order."""
+        rows = self._db.execute(
+            "SELECT * FROM files INDEXED BY by_queue_order WHERE state = 'queued' "
+            "AND kind = 'layer' AND repository = ? AND not_before <= ? "
+            "ORDER BY queued_at, id LIMIT ?",
+            (repository, now, limit),
+        ).fetchall()
+        return [FileRecord.from_row(row) for row in rows]
+
     def finished_record(self, relpath: str, identity: FileIdentity) -> FileRecord | None:
         """A done/failed row for this very file: it was finished but not yet moved away."""
         row = self._db.execute(
@@ -159,9 +169,12 @@ class Journal:
     def claim_next(self, now: float) -> FileRecord | None:
         """Take the oldest queued file that is due, marking it as being worked on."""
         with self._transaction() as db:
+            # In queue order from the index, stopping at the first file due: without
+            # it sqlite sorts every queued row, each claim, and a deep queue drains
+            # in quadratic time.
             row = db.execute(
-                "SELECT * FROM files WHERE state = 'queued' AND not_before <= ? "
-                "ORDER BY queued_at, id LIMIT 1",
+                "SELECT * FROM files INDEXED BY by_queue_order "
+                "WHERE state = 'queued' AND not_before <= ? ORDER BY queued_at, id LIMIT 1",
                 (now,),
             ).fetchone()
             if row is None:
@@ -177,6 +190,22 @@ class Journal:
     def record_digest(self, record_id: int, digest: str) -> None:
         with self._transaction() as db:
             db.execute("UPDATE files SET digest = ? WHERE id = ?", (digest, record_id))
+
+    def record_digests(self, hashed: Iterable[tuple[FileRecord, str]]) -> None:
+        """Digests of files hashed ahead of their push, in one transaction.
+
+        Each only if its row still has the identity the file was hashed with: a
+        file rewritten meanwhile has had its row reset, and keeps no digest.
+        """
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE files SET digest = ? WHERE id = ? AND digest IS NULL "
+                "AND size = ? AND mtime_ns = ? AND inode = ?",
+                [
+                    (digest, r.id, r.identity.size, r.identity.mtime_ns, r.identity.inode)
+                    for r, digest in hashed
+                ],
+            )
 
     def record_upload(self, record_id: int, upload_id: str, part_size: int) -> None:
         with self._transaction() as db:

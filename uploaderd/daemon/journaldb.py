@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE UNIQUE INDEX IF NOT EXISTS one_active_row_per_path
     ON files (relpath) WHERE state IN ('queued', 'hashing', 'uploading');
 CREATE INDEX IF NOT EXISTS by_state ON files (state, not_before, queued_at);
+CREATE INDEX IF NOT EXISTS by_queue_order ON files (state, queued_at, id);
 """
 
 

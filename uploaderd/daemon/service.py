@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from uploaderd.daemon import http, logs
+from uploaderd.daemon.ahead import CheckAhead
 from uploaderd.daemon.filepush import FilePush
 from uploaderd.daemon.finished import Archiver
 from uploaderd.daemon.intake import Intake
@@ -104,6 +105,9 @@ class Daemon:
             registry=registry,
             settings=lambda: self.settings,
             pause=self._pause,
+            ahead=CheckAhead(
+                journal, self.engine.availability, self.engine.budget, lambda: self.settings.watch
+            ),
         )
         self.draining = False
         self.registry_reachable: bool | None = None

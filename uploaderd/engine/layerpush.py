@@ -20,6 +20,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from uploaderd.engine.alongside import HashAlongside
+from uploaderd.engine.availability import AvailabilityChecks
 from uploaderd.engine.buffers import PartBuffers
 from uploaderd.engine.digests import StreamDigest
 from uploaderd.engine.observer import EngineObserver
@@ -53,6 +54,8 @@ class PushContext:
     retry: RetryPolicy
     part_size: int | None
     read_ahead_parts: int
+    availability: AvailabilityChecks
+    """The registry's ``missing_layers``, one call for the checks in flight together."""
 
 
 class LayerPush:
@@ -119,7 +122,9 @@ class LayerPush:
         restarts = 0
         while True:
             if resume is not None:
-                session = UploadSession(self.job.repository, resume.upload_id, resume.part_size)
+                session = UploadSession(
+                    self.job.repository, resume.upload_id, resume.part_size, self.layer.size
+                )
                 start, resume = resume.next_byte, None
             else:
                 session, start = await self._start_upload(), 0
@@ -180,15 +185,15 @@ class LayerPush:
             registry_default=offered.part_size,
             limits=self.context.registry.limits,
         )
-        session = UploadSession(offered.repository, offered.upload_id, part_size)
+        session = UploadSession(offered.repository, offered.upload_id, part_size, self.layer.size)
         self.context.observer.upload_started(self.job, session.upload_id, part_size)
         return session
 
     async def _is_missing(self, digest: str) -> bool:
-        missing = await self._retrying(
-            partial(self.context.registry.missing_layers, self.job.repository, [digest])
+        # Each layer retries its own check: a failed batch fails every check in it.
+        return await self._retrying(
+            partial(self.context.availability.is_missing, self.job.repository, digest)
         )
-        return digest in missing
 
     async def _send_all_parts(self, session: UploadSession, start: int) -> None:
         position = start

@@ -21,11 +21,20 @@ packets:
   nothing about the limit (a small job, an idle daemon: RFC 7661's
   "application-limited" rule, which keeps TCP from growing a window it does
   not use); with more, an earlier decrease has not taken effect yet.
-* **Increase by 1** when the rate rose more than ``RISE`` (5 %) above the rate
-  at the last increase (the first full window after the start or a decrease
-  always probes one up).  One more of L layers adds at most 1/L, so 5 %
-  lets the limit climb to about 20 layers on a link that keeps scaling,
-  while a plateau, where the rate stays within noise, holds the limit.
+* **Slow start, then increase by 1**, as TCP does (RFC 5681, sections 3.1
+  and 3.2): while every full window's rate rises more than ``RISE`` (5 %)
+  above the rate at the last increase, the limit *doubles*; from the first
+  window that does not rise (or the first congestion signal) on, it grows by
+  1 per rising window.  The first full window after the start or a decrease
+  always probes up, and needs only a part per slot, so a job of a few big
+  layers on a far link reaches its best level within a round of parts
+  instead of one layer per second.  One more of L layers adds at most 1/L,
+  so 5 % lets the limit climb to about 20 layers on a link that keeps
+  scaling, while a plateau, where the rate stays within noise, holds it.
+* **Step back** when the window after an increase is more than ``RISE``
+  slower than before it: more layers made the push slower (the CPU, not
+  the link, is the bottleneck, as on loopback), so the limit returns to
+  where it was and stays until the rate rises above the old reference.
 * **Halve** (floor 1) on a congestion signal: every retry the engine reports
   (throttling, 5xx, timeouts, dropped connections, and the resyncs that
   follow a lost answer).  As TCP reduces once per window of losses, a
@@ -33,9 +42,13 @@ packets:
   flight than the limit) and at least ``WINDOW_SECONDS`` have passed: the
   retries of layers started under the old limit are one event, not many.
 * **Never above** ``max_concurrency`` nor what the byte budget holds: each
-  layer in flight keeps the part on the wire, the parts read ahead and one
-  being encoded (``layers_within_budget``); a layer beyond that would wait
-  for budget and add nothing.
+  layer in flight keeps the part on the wire and the parts read ahead
+  (``layers_within_budget``; the next part is read while the queued one is
+  sent, so it may wait for budget without stalling the layer); a layer
+  beyond that would wait for budget and add nothing.  A part is never bigger than its layer, so
+  the parts counted are those of the layers started lately (``BudgetCap``):
+  64 KiB layers charge 64 KiB a part whatever the registry's part size, and
+  the budget that holds 9 layers of 10 MiB parts holds hundreds of them.
 
 The limit gates layer *starts* through an ``anyio.CapacityLimiter`` whose
 ``total_tokens`` follows it: lowering it below the layers in flight stops new
@@ -48,6 +61,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -58,7 +72,7 @@ Clock = Callable[[], float]
 
 INITIAL_LIMIT = 4
 DEFAULT_MAX_CONCURRENCY = 16
-"""The ``max_concurrency`` default: above what the default 256 MiB budget holds (6 layers of
+"""The ``max_concurrency`` default: above what the default 256 MiB budget holds (9 layers of
 ECR's 10 MiB parts), so a bigger budget lets the limit grow further; in reach of the
 registry's connection pool (limit + 2) and of ECR's 500 UploadLayerPart/s quota."""
 MAX_CONCURRENCY = 64
@@ -77,6 +91,48 @@ def layers_within_budget(
     """
     charge = min(math.ceil(part_size * memory_per_byte), budget)
     return max(1, budget // (charge * parts_per_layer))
+
+
+RECENT_LAYERS = MAX_CONCURRENCY
+"""How many of the latest layer starts the budget cap looks at: as many as can be in
+flight at most, so a big layer keeps the cap down while layers of its size keep coming."""
+
+
+class BudgetCap:
+    """How many layers the byte budget holds, from the parts of the layers started lately.
+
+    Until a layer starts, parts of ``expected_part`` are assumed; the part size
+    is the largest an upload got since (the registry's, or one grown for a
+    huge layer), and a layer's parts are never bigger than the layer itself.
+    """
+
+    def __init__(
+        self, budget: int, memory_per_byte: float, parts_per_layer: int, expected_part: int
+    ) -> None:
+        self._budget = budget
+        self._memory_per_byte = memory_per_byte
+        self._parts_per_layer = parts_per_layer
+        self._part_size = expected_part
+        self._learned = False
+        self._recent_sizes: deque[int] = deque(maxlen=RECENT_LAYERS)
+
+    @property
+    def layers(self) -> int:
+        """The cap now: layers the budget holds at full read-ahead."""
+        part = self._part_size
+        if self._recent_sizes:
+            part = min(part, max(self._recent_sizes))
+        return layers_within_budget(
+            self._budget, part, self._memory_per_byte, self._parts_per_layer
+        )
+
+    def layer_started(self, size: int) -> None:
+        self._recent_sizes.append(size)
+
+    def part_size_offered(self, part_size: int) -> None:
+        """An upload got ``part_size`` (the first one tells the registry's own)."""
+        if not self._learned or part_size > self._part_size:
+            self._part_size, self._learned = part_size, True
 
 
 class AimdLimit:
@@ -98,6 +154,10 @@ class AimdLimit:
         self.limit = min(initial, self.top)
         self.reference: float | None = None
         """The rate at the last increase, bytes per second; None: probe at the next full window."""
+        self.slow_start = True
+        """Doubling while the rate rises; off from the first plateau or congestion on."""
+        self._before_increase: int | None = None
+        """The limit the last increase started from, to step back to if it made things slower."""
         self.last_rate: float | None = None
         self._last_decrease: float | None = None
         self.restart_window()
@@ -118,17 +178,29 @@ class AimdLimit:
         self._window_bytes += nbytes
         self._window_parts += 1
         elapsed = self._clock() - self._window_start
-        if elapsed < WINDOW_SECONDS or self._window_parts < PARTS_PER_SLOT * self.limit:
+        # A probe compares with nothing, so a part per slot will do for it.
+        per_slot = PARTS_PER_SLOT if self.reference is not None else 1
+        if elapsed < WINDOW_SECONDS or self._window_parts < per_slot * self.limit:
             return
         rate = self._window_bytes / elapsed
         full = in_use == self.limit
         self.restart_window()
-        if not full:
-            return
+        if full:
+            self._decide(rate)
+
+    def _decide(self, rate: float) -> None:
+        """One full window's rate: grow, step back, or hold (see the module)."""
         self.last_rate = rate
         if self.reference is None or rate > self.reference * (1 + RISE):
             self.reference = rate
-            self.limit = min(self.limit + 1, self.top)
+            self._before_increase = self.limit
+            grown = self.limit * 2 if self.slow_start else self.limit + 1
+            self.limit = min(grown, self.top)
+            return
+        self.slow_start = False
+        if self._before_increase is not None and rate < self.reference * (1 - RISE):
+            self.limit = min(self._before_increase, self.top)
+        self._before_increase = None
 
     def congested(self, in_use: int) -> bool:
         """A request failed transiently; True if the limit was halved."""
@@ -140,6 +212,8 @@ class AimdLimit:
         self._last_decrease = now
         self.limit = max(1, self.limit // 2)
         self.reference = None
+        self.slow_start = False
+        self._before_increase = None
         self.restart_window()
         return True
 
@@ -219,8 +293,17 @@ class LayerLimit:
 
     def part_confirmed(self, nbytes: int) -> None:
         if self.aimd is not None and nbytes:
-            self.aimd.part_confirmed(nbytes, self._in_use)
+            self.aimd.part_confirmed(nbytes, self._granted())
             self._apply()
+
+    def _granted(self) -> int:
+        """Slots taken, counting one handed to a waiting layer that has not resumed yet.
+
+        With many small layers a slot changes hands many times a second; between
+        the release and the waiter's resumption the block count is one short, and
+        windows closing then would count as not full, holding the limit down.
+        """
+        return max(self._in_use, int(self._slots.borrowed_tokens))
 
     def congested(self) -> None:
         if self.aimd is not None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import anyio
 
+from uploaderd.engine.availability import AvailabilityChecks
 from uploaderd.engine.buffers import PartBuffers
 from uploaderd.engine.digests import StreamDigest
 from uploaderd.engine.layerpush import LayerPush, PushContext
@@ -25,8 +26,8 @@ from uploaderd.engine.limiter import (
     DEFAULT_MAX_CONCURRENCY,
     MAX_CONCURRENCY,
     AimdLimit,
+    BudgetCap,
     LayerLimit,
-    layers_within_budget,
 )
 from uploaderd.engine.observer import EngineObserver, SilentObserver
 from uploaderd.engine.parts import MAX_PART_SIZE
@@ -89,8 +90,18 @@ class UploadEngine:
         self.budget = self.buffers.budget
         self.observer: EngineObserver = observer or SilentObserver()
         self.registry = registry
-        self._largest_part = 0
+        self._budget_cap = BudgetCap(
+            settings.memory_budget,
+            registry.memory_per_part_byte,
+            # the part on the wire, those read ahead, and one being read and encoded
+            # the part on the wire and those read ahead: the next is read while
+            # the queued one is sent, so it waits for budget without stalling
+            parts_per_layer=settings.read_ahead_parts + 1,
+            # until a layer's upload shows the part size, expect the usual one
+            expected_part=min(settings.part_size or EXPECTED_PART_SIZE, MAX_PART_SIZE),
+        )
         self.limit = self._layer_limit()
+        self.availability = AvailabilityChecks(registry.missing_layers)
         self.context = PushContext(
             registry=registry,
             buffers=self.buffers,
@@ -98,32 +109,30 @@ class UploadEngine:
             retry=settings.retry,
             part_size=settings.part_size,
             read_ahead_parts=settings.read_ahead_parts,
+            availability=self.availability,
         )
 
     def _layer_limit(self) -> LayerLimit:
         settings = self.settings
         if settings.concurrency is not None:
             return LayerLimit.fixed(settings.concurrency)
-        # Until a layer's upload shows the part size, expect the usual one.
-        expected = min(settings.part_size or EXPECTED_PART_SIZE, MAX_PART_SIZE)
-        aimd = AimdLimit(ceiling=settings.max_concurrency, budget_cap=self._budget_cap(expected))
+        aimd = AimdLimit(ceiling=settings.max_concurrency, budget_cap=self._budget_cap.layers)
         return LayerLimit.adaptive(aimd)
 
-    def _budget_cap(self, part_size: int) -> int:
-        """Layers the budget holds at full read-ahead, with parts of ``part_size``."""
-        return layers_within_budget(
-            self.settings.memory_budget,
-            part_size,
-            self.registry.memory_per_part_byte,
-            # the part on the wire, those read ahead, and one being read and encoded
-            parts_per_layer=self.settings.read_ahead_parts + 2,
-        )
+    def _layer_starting(self, size: int) -> None:
+        """The budget cap follows the parts of the layers started lately (see ``BudgetCap``)."""
+        self._budget_cap.layer_started(size)
+        self._recap()
 
     def _learned_part_size(self, part_size: int) -> None:
         """A layer's upload got ``part_size``: the budget cap follows the largest seen."""
-        if part_size > self._largest_part:
-            self._largest_part = part_size
-            self.limit.cap_by_budget(self._budget_cap(part_size))
+        self._budget_cap.part_size_offered(part_size)
+        self._recap()
+
+    def _recap(self) -> None:
+        cap = self._budget_cap.layers
+        if self.limit.aimd is not None and cap != self.limit.aimd.budget_cap:
+            self.limit.cap_by_budget(cap)
 
     def retune(self, *, part_size: int | None, retry: RetryPolicy) -> None:
         """New part size and retry policy for the layers that start from now on (SIGHUP).
@@ -169,6 +178,7 @@ class UploadEngine:
         try:
             layer = LayerFile.open(job.path, self.context.registry.limits)
             size = layer.size
+            self._layer_starting(size)
             streamed = None
             if job.known_digest is not None and job.known_identity == layer.identity:
                 digest = job.known_digest  # hashed by an earlier run; the file is unchanged

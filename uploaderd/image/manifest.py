@@ -109,10 +109,11 @@ def parse_descriptor(value: Any, where: str, source: Path) -> Descriptor:
         if isinstance(annotations, dict)
         else {}
     )
-    return Descriptor(media_type, digest, size, _platform(value.get("platform")), strings, value)
+    return Descriptor(media_type, digest, size, platform_of(value.get("platform")), strings, value)
 
 
-def _platform(value: Any) -> Platform | None:
+def platform_of(value: Any) -> Platform | None:
+    """The platform a descriptor or an image config names (``os``, ``architecture``)."""
     if not isinstance(value, dict):
         return None
     os_name, architecture = value.get("os"), value.get("architecture")

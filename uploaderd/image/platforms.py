@@ -11,11 +11,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 from uploaderd.errors import ConfigurationError, ErrorCode, ImageError
 from uploaderd.image.graph import ManifestStore
-from uploaderd.image.manifest import MAX_MANIFEST_SIZE, Descriptor, Manifest, Platform
+from uploaderd.image.manifest import (
+    MAX_MANIFEST_SIZE,
+    Descriptor,
+    Manifest,
+    Platform,
+    platform_of,
+)
 
 ATTESTATION_TYPE = "vnd.docker.reference.type"
 ATTESTATION_SUBJECT = "vnd.docker.reference.digest"
@@ -94,13 +99,7 @@ def _config_platform(store: ManifestStore, manifest: Manifest) -> Platform | Non
         document = json.loads(store.blob_path(config).read_bytes())
     except (OSError, ValueError):
         return None
-    if not isinstance(document, dict):
-        return None
-    os_name, architecture = document.get("os"), document.get("architecture")
-    if not isinstance(os_name, str) or not isinstance(architecture, str):
-        return None
-    variant = document.get("variant")
-    return Platform(os_name, architecture, variant if isinstance(variant, str) else None)
+    return platform_of(document)
 
 
 def _not_found(
@@ -110,10 +109,6 @@ def _not_found(
     has = ", ".join(sorted({str(p) for p in offered})) or "no platform it names"
     return ImageError(
         f"no manifest for --platform {asked}; the image {top.digest} has {has}",
-        path=_where(store, top),
+        path=store.blob_path(top),
         code=ErrorCode.PLATFORM_NOT_FOUND,
     )
-
-
-def _where(store: ManifestStore, top: Descriptor) -> Path:
-    return store.blob_path(top)

@@ -4,6 +4,13 @@ A fault spec is ``NAME=VALUE``:
 
 * ``throttle-every=N``: every Nth API request answers 400 ``ThrottlingException``,
   not applied.
+* ``throttle-above=RATE`` or ``throttle-above=OPERATION:RATE``: ECR's rate quotas.
+  Requests beyond RATE per second (all API requests together, or only those of
+  OPERATION, an ECR operation name such as ``UploadLayerPart``) answer 400
+  ``ThrottlingException``, not applied.  A token bucket per fault, full at the
+  start, holding one second's worth of RATE (at least one request), as ECR's
+  quotas are stated per second; a refused request takes no token, so a client
+  that backs off gets through.  Several may be given (one per operation).
 * ``server-error-every=N``: every Nth UploadLayerPart answers 500 ``ServerException``,
   not applied.
 * ``drop-after-apply-every=N``: every Nth UploadLayerPart is applied, then the
@@ -25,20 +32,22 @@ A fault spec is ``NAME=VALUE``:
   longer timeout copes, ``SLOW_BODY_PIECES`` x SECONDS later.
 
 The "every Nth" counters are per fault and count only requests that reach that fault:
-faults are tried in the order throttle, non-json, server-error, drop-after-apply, and
-the first that fires answers the request.
+faults are tried in the order throttle-above, throttle, non-json, server-error,
+drop-after-apply, and the first that fires answers the request.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 
 class FaultKind(StrEnum):
     THROTTLE = "throttle-every"
+    THROTTLE_ABOVE = "throttle-above"
     SERVER_ERROR = "server-error-every"
     DROP_AFTER_APPLY = "drop-after-apply-every"
     LATENCY = "latency"
@@ -61,13 +70,18 @@ SLOW_BODY_PIECES = 8
 
 @dataclass(frozen=True)
 class Fault:
-    """One parsed spec; ``value`` is a count (N or K) or a number of seconds."""
+    """One parsed spec; ``value`` is a count (N or K), seconds, or requests per second."""
 
     kind: FaultKind
     value: float
+    operation: str | None = None
+    """throttle-above: the one operation it meters; None: all of them together."""
 
     @property
     def spec(self) -> str:
+        if self.kind is FaultKind.THROTTLE_ABOVE:
+            scope = f"{self.operation}:" if self.operation else ""
+            return f"{self.kind}={scope}{self.value:g}"
         value = self.value if self.kind in _SECONDS else int(self.value)
         return f"{self.kind}={value}"
 
@@ -82,6 +96,8 @@ def parse_fault(spec: str) -> Fault:
         raise ValueError(f"unknown fault {name!r} in {spec!r}; known faults: {known}") from None
     if not sep:
         raise ValueError(f"fault {spec!r} needs a value: {kind}=VALUE")
+    if kind is FaultKind.THROTTLE_ABOVE:
+        return _parse_rate(spec, raw)
     if kind in _SECONDS:
         try:
             seconds = float(raw)
@@ -95,12 +111,54 @@ def parse_fault(spec: str) -> Fault:
     return Fault(kind, int(raw))
 
 
+def _parse_rate(spec: str, raw: str) -> Fault:
+    operation, _, rate_text = raw.strip().rpartition(":")
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        rate = math.nan
+    if not math.isfinite(rate) or rate <= 0 or (operation == "" and ":" in raw):
+        raise ValueError(
+            f"fault {spec!r}: throttle-above takes RATE or OPERATION:RATE, "
+            "requests per second > 0 (e.g. throttle-above=UploadLayerPart:20)"
+        )
+    return Fault(FaultKind.THROTTLE_ABOVE, rate, operation or None)
+
+
+class RateBucket:
+    """Requests per second with a burst of one second's worth (at least 1); full at start."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self._clock = clock
+        self._tokens = self.burst
+        self._updated = clock()
+
+    def admit(self) -> bool:
+        """True, taking a token, if the request is within the rate; False takes none."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
 class FaultPlan:
     """The active faults and their counters; replaced whole at run time."""
 
-    def __init__(self, faults: Iterable[Fault] = ()) -> None:
+    def __init__(
+        self, faults: Iterable[Fault] = (), clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.faults = tuple(faults)
         self._seen = [0] * len(self.faults)
+        self._buckets = {
+            index: RateBucket(fault.value, clock)
+            for index, fault in enumerate(self.faults)
+            if fault.kind is FaultKind.THROTTLE_ABOVE
+        }
 
     @property
     def latency(self) -> float:
@@ -122,6 +180,9 @@ class FaultPlan:
 
     def pick(self, operation: str) -> Fault | None:
         """Counts this request against each fault it reaches; returns the one that fires."""
+        over = self._over_rate(operation)
+        if over is not None:
+            return over
         kinds = _PER_REQUEST + (_PER_PART if operation == "UploadLayerPart" else ())
         kinds += _PER_MANIFEST if operation == "PutImage" else ()
         for kind in kinds:
@@ -131,4 +192,18 @@ class FaultPlan:
                 self._seen[index] += 1
                 if self._seen[index] % int(fault.value) == 0:
                     return fault
+        return None
+
+    def _over_rate(self, operation: str) -> Fault | None:
+        """throttle-above: the first bucket metering this request that has no token left.
+
+        Every bucket that meters the request is asked, so a request refused by
+        one still takes its token from an all-operations bucket checked before.
+        """
+        for index, bucket in self._buckets.items():
+            fault = self.faults[index]
+            if fault.operation not in (None, operation):
+                continue
+            if not bucket.admit():
+                return fault
         return None

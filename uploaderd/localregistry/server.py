@@ -296,6 +296,9 @@ def _drop_connection(request: web.Request) -> None:
 def _injected_error(fault: Fault) -> EcrError:
     if fault.kind is FaultKind.THROTTLE:
         return EcrError("ThrottlingException", "Rate exceeded (injected fault)")
+    if fault.kind is FaultKind.THROTTLE_ABOVE:
+        scope = fault.operation or "all API requests"
+        return EcrError("ThrottlingException", f"Rate exceeded: {scope} above {fault.value:g}/s")
     if fault.kind is FaultKind.REFUSE_PUT_IMAGE:
         return EcrError("InvalidParameterException", "Manifest refused (injected fault)")
     return EcrError("ServerException", "Internal error (injected fault)", status=500)

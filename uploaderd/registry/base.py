@@ -29,12 +29,15 @@ class UploadSession:
     """An upload the registry has opened for one layer.
 
     ``part_size`` is the registry's offer as ``start_upload`` returns it; the
-    engine replaces it with the size it chose under ECR's rules.
+    engine replaces it with the size it chose under ECR's rules, and adds
+    ``layer_size``, so a backend that sends several parts in one request
+    (OCI chunks) knows where the layer ends.
     """
 
     repository: str
     upload_id: str
     part_size: int
+    layer_size: int | None = None
 
 
 class PartSource(Protocol):

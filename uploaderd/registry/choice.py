@@ -37,12 +37,18 @@ class RegistryChoice:
     """ECR: the account whose registry receives the pushes (a central account)."""
     ecr_public: bool = False
     """ECR Public instead of private ECR."""
+    ecr_quota_share: float = 1.0
+    """ECR: this host's share of each action's rate quota (see registry/quota.py)."""
 
     def check(self) -> None:
         """Refuse settings that name two registries at once, before anything is sent."""
         if self.registry_url is None:
             return
-        for name, given in (("ecr_public", self.ecr_public), ("registry_id", self.registry_id)):
+        for name, given in (
+            ("ecr_public", self.ecr_public),
+            ("registry_id", self.registry_id),
+            ("ecr_quota_share", self.ecr_quota_share != 1.0),
+        ):
             if given:
                 raise ConfigurationError(
                     f"{name} applies to ECR, but registry = {self.registry_url!r} sends "
@@ -65,6 +71,22 @@ def account_id(value: object) -> str:
             'that owns the registry (in TOML, quoted: registry_id = "012345678901")'
         )
     return value
+
+
+def quota_share(value: object) -> float:
+    """A fraction of ECR's rate quotas, in (0, 1]: 0.01 for one host of a hundred."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{value!r} is not a number")
+    try:
+        share = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not 0 < share <= 1:  # also refuses nan
+        raise ValueError(
+            f"{value!r} is out of range: give a fraction above 0 and at most 1 "
+            "(this host's share of the account's ECR request quotas, e.g. 0.01 for one of 100)"
+        )
+    return share
 
 
 @asynccontextmanager
@@ -96,6 +118,7 @@ async def open_registry(choice: RegistryChoice) -> AsyncIterator[Registry]:
         connect_timeout=connect_timeout,
         registry_id=choice.registry_id,
         public=choice.ecr_public,
+        quota_share=choice.ecr_quota_share,
     )
     async with open_ecr_registry(ecr) as ecr_registry:
         yield ecr_registry

@@ -12,6 +12,13 @@ a different target prefix, tighter limits, and an API that exists only in
 us-east-1.  A ``registryId`` (an account pushing into a central account's
 registry) goes on every call, so no request ever lands in the caller's own
 registry by mistake.
+
+Every call first waits for the host's share of its action's rate quota
+(``ecr_quota_share``, token buckets in quota.py, which also says why
+botocore's adaptive retry mode is left to the operator rather than switched
+on here: the client is configured with the AWS chain's retry mode and
+attempts, as before).  A ``Retry-After`` on a throttled or failed answer is
+carried on the ``TransientRegistryError``, for the retry policy.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from uploaderd.errors import (
 from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
 from uploaderd.registry.ecrpart import EcrPart, encode_ecr_part, install_part_hooks
 from uploaderd.registry.limits import ECR_LIMITS, ECR_PUBLIC_LIMITS, RegistryLimits
+from uploaderd.registry.quota import ECR_PUBLIC_QUOTAS, ECR_QUOTAS, QuotaShare, retry_after
 
 ECR_PUBLIC_REGION = "us-east-1"
 """ECR Public's API is served only there, whatever region the host's other pushes use."""
@@ -96,6 +104,8 @@ class EcrSettings:
     """The account whose registry receives the layers; ``None``: the caller's own."""
     public: bool = False
     """ECR Public (``ecr-public``, always in us-east-1) instead of private ECR."""
+    quota_share: float = 1.0
+    """This host's share of each action's rate quota (``ecr_quota_share``; see quota.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +150,17 @@ class EcrRegistry:
     memory_per_part_byte = 1.4
     """The body is 4/3 of the part, and it is the only copy."""
 
-    def __init__(self, client: LayerPushClient, target: EcrTarget = PRIVATE_ECR) -> None:
+    def __init__(
+        self,
+        client: LayerPushClient,
+        target: EcrTarget = PRIVATE_ECR,
+        quota: QuotaShare | None = None,
+    ) -> None:
         self._client = client
         self.target = target
         self.limits = target.limits
+        self.quota = quota
+        """The host's share of the rate quotas, awaited before each call; None: unmetered."""
         install_part_hooks(client)
 
     def _members(self, **members: Any) -> dict[str, Any]:
@@ -159,7 +176,11 @@ class EcrRegistry:
 
     async def ping(self) -> None:
         try:
-            await self._call("", self._client.describe_repositories(**self._members(maxResults=1)))
+            await self._call(
+                "",
+                "DescribeRepositories",
+                self._client.describe_repositories(**self._members(maxResults=1)),
+            )
         except TransientRegistryError:
             raise
         except RegistryError:
@@ -174,6 +195,7 @@ class EcrRegistry:
             batch = list(digests[start : start + 100])
             response = await self._call(
                 repository,
+                "BatchCheckLayerAvailability",
                 self._client.batch_check_layer_availability(
                     **self._members(repositoryName=repository, layerDigests=batch)
                 ),
@@ -186,6 +208,7 @@ class EcrRegistry:
     async def start_upload(self, repository: str) -> UploadSession:
         response = await self._call(
             repository,
+            "InitiateLayerUpload",
             self._client.initiate_layer_upload(**self._members(repositoryName=repository)),
         )
         upload_id = _required(response, "uploadId", "InitiateLayerUpload", repository)
@@ -197,6 +220,7 @@ class EcrRegistry:
             raise TypeError("ECR parts come from EcrRegistry.encode_part (see the hooks)")
         response = await self._call(
             session.repository,
+            "UploadLayerPart",
             self._client.upload_layer_part(
                 **self._members(
                     repositoryName=session.repository,
@@ -214,6 +238,7 @@ class EcrRegistry:
         try:
             response = await self._call(
                 session.repository,
+                "CompleteLayerUpload",
                 self._client.complete_layer_upload(
                     **self._members(
                         repositoryName=session.repository,
@@ -244,13 +269,20 @@ class EcrRegistry:
         if tag is not None:
             request["imageTag"] = tag
         try:
-            await self._call(repository, self._client.put_image(**request))
+            await self._call(repository, "PutImage", self._client.put_image(**request))
         except RegistryError as exc:
             # The same manifest (under the same tag): a repeated push, nothing to change.
             if exc.code != "ImageAlreadyExistsException":
                 raise
 
-    async def _call(self, repository: str, request: Any) -> Any:
+    async def _call(self, repository: str, action: str, request: Any) -> Any:
+        """Await one call's coroutine once the host's share of ``action``'s quota allows it."""
+        if self.quota is not None:
+            try:
+                await self.quota.take(action)
+            except BaseException:
+                request.close()  # never started: not 'never awaited' either
+                raise
         try:
             return await request
         except botocore.exceptions.ClientError as exc:
@@ -293,9 +325,12 @@ def _raise_client_error(
     if code == "UploadNotFoundException":
         raise UploadNotFoundError(message, repository=repository, code=code) from None
     if code in TRANSIENT_CODES or status >= 500 or status == 429:
-        raise TransientRegistryError(
+        transient = TransientRegistryError(
             f"{code} (HTTP {status}): {message}", repository=repository, code=code
-        ) from None
+        )
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        transient.retry_after = retry_after(headers.get("retry-after"))
+        raise transient from None
     text = f"{code}: {message}"
     hint = _hint(code, repository, target)
     if hint:
@@ -356,7 +391,12 @@ async def open_ecr_registry(settings: EcrSettings) -> AsyncIterator[EcrRegistry]
             config=config,
         )
         async with client_context as client:
-            yield EcrRegistry(cast(LayerPushClient, client), target)
+            quotas = ECR_PUBLIC_QUOTAS if settings.public else ECR_QUOTAS
+            # The whole quota is not metered: a host alone may use all of it, and
+            # past it ECR's own ThrottlingException halves the adaptive limit.
+            metered = settings.quota_share < 1.0
+            quota = QuotaShare.of(quotas, settings.quota_share) if metered else None
+            yield EcrRegistry(cast(LayerPushClient, client), target, quota)
     except botocore.exceptions.NoRegionError:
         raise ConfigurationError(
             "no AWS region configured; pass --region or set AWS_REGION "

@@ -23,6 +23,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
+import anyio
+from anyio.abc import TaskGroup
 from yarl import URL
 
 from uploaderd.errors import (
@@ -36,6 +38,7 @@ from uploaderd.errors import (
 from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
 from uploaderd.registry.limits import OCI_LIMITS, RegistryLimits
 from uploaderd.registry.ociauth import Authenticator, Credentials, credentials_for
+from uploaderd.registry.ocichunks import CHUNK_BYTES, ChunkFailedError, OpenChunk
 from uploaderd.registry.ocireferrers import (
     OCI_INDEX,
     SUBJECT_HEADER,
@@ -99,8 +102,16 @@ class OciRegistry:
     memory_per_part_byte: float = 1.2
     """The raw part is the request body; aiohttp sends it without copying."""
     limits: RegistryLimits = OCI_LIMITS
+    chunk_bytes: int = CHUNK_BYTES
+    """Bytes per PATCH when a layer's parts go in chunks (see ``ocichunks``)."""
+    tasks: TaskGroup | None = None
+    """Where a chunk's request runs while the engine feeds it (``ocichunks``); None:
+    one request per part."""
     _locations: dict[str, URL] = field(default_factory=dict)
     _known_in: dict[str, str] = field(default_factory=dict)
+    _chunks: dict[str, OpenChunk] = field(default_factory=dict)
+    _synced: dict[str, int] = field(default_factory=dict)
+    """upload id -> the byte the registry is known to expect next (it answered so)."""
     """digest -> a repository of this registry that has it, for cross-repository mounts."""
 
     @property
@@ -159,9 +170,16 @@ class OciRegistry:
             raise_refusal(answer, self.name, repository, "opening an upload")
         location = self._location(answer, url)
         self._locations[str(location)] = location
+        self._synced[str(location)] = 0
         return UploadSession(repository, str(location), self.part_size)
 
     async def upload_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
+        if session.layer_size is None or self.tasks is None:
+            return await self._patch_part(session, first_byte, part)
+        return await self._patch_in_chunk(session, first_byte, part, self.tasks)
+
+    async def _patch_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
+        """One PATCH for one part: where the layer's end is not known."""
         location = self._locations.get(session.upload_id, URL(session.upload_id))
         last_byte = first_byte + part.length - 1
         headers = {
@@ -198,6 +216,96 @@ class OciRegistry:
             )
         return last_byte
 
+    async def _patch_in_chunk(
+        self, session: UploadSession, first_byte: int, part: PartPayload, tasks: TaskGroup
+    ) -> int:
+        """Feed the part to its chunk's PATCH; wait for the answer only at the chunk's end."""
+        upload_id = session.upload_id
+        chunk = self._chunks.get(upload_id)
+        if chunk is not None and chunk.next_byte != first_byte:
+            self._drop_chunk(upload_id)  # the engine moved: that chunk's answer is not wanted
+            chunk = None
+        location = self._locations.get(upload_id, URL(upload_id))
+        if chunk is None:
+            if self._synced.get(upload_id) != first_byte:
+                await self._resynchronise(session, location, first_byte)
+                location = self._locations.get(upload_id, location)
+            chunk = self._open_chunk(session, location, first_byte, tasks)
+        try:
+            await chunk.feed(part.wire)
+            if not chunk.complete:
+                return first_byte + part.length - 1  # confirmed for now: see ocichunks
+            answer = await chunk.wait_answer()
+        except ChunkFailedError as exc:
+            self._drop_chunk(upload_id)
+            if isinstance(chunk.answer, Answer):
+                self._check_chunk_answer(session, location, chunk, chunk.answer)
+            await self._resynchronise(session, location, first_byte)
+            raise ConnectionLostError(
+                f"registry {self.name}: {exc}",
+                repository=session.repository,
+                code=ErrorCode.CHUNK_LOST,
+            ) from None
+        self._chunks.pop(upload_id, None)
+        assert isinstance(answer, Answer)
+        return self._check_chunk_answer(session, location, chunk, answer)
+
+    def _open_chunk(
+        self, session: UploadSession, location: URL, first_byte: int, tasks: TaskGroup
+    ) -> OpenChunk:
+        assert session.layer_size is not None
+        parts = max(1, self.chunk_bytes // session.part_size)
+        last = min(first_byte + parts * session.part_size, session.layer_size) - 1
+        chunk = OpenChunk(first_byte, last)
+        self._chunks[session.upload_id] = chunk
+        headers = {
+            "Content-Range": f"{first_byte}-{last}",
+            "Content-Length": str(chunk.length),
+            "Content-Type": "application/octet-stream",
+        }
+        authorization = self.transport.auth.header(f"repository:{session.repository}:pull,push")
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        tasks.start_soon(self._send_chunk, chunk, location, headers)
+        return chunk
+
+    async def _send_chunk(self, chunk: OpenChunk, location: URL, headers: dict[str, str]) -> None:
+        """The chunk's request, in the registry's task group; its outcome goes to ``chunk``."""
+        answer: Answer | None = None
+        error: BaseException | None = None
+        try:
+            answer = await self.transport.exchange("PATCH", location, headers, chunk.body())
+        except Exception as exc:  # told to the feeder, never lost
+            error = exc
+        finally:  # cancelled too (the registry closing): no feeder waits forever
+            chunk.ended(answer, error)
+
+    def _check_chunk_answer(
+        self, session: UploadSession, location: URL, chunk: OpenChunk, answer: Answer
+    ) -> int:
+        """What the registry said to a whole chunk; the last byte it now holds."""
+        self._synced.pop(session.upload_id, None)
+        if answer.status == 401:
+            self.transport.auth.forget(f"repository:{session.repository}:pull,push")
+        if answer.status != 202:
+            raise_refusal(answer, self.name, session.repository, "sending a chunk", upload=True)
+        self._locations[session.upload_id] = self._location(answer, location)
+        held = range_end(answer.headers.get("Range"))
+        if held is not None and held != chunk.last_byte:
+            raise UploadNotFoundError(
+                f"registry {self.name} holds bytes 0-{held} after a chunk ending at "
+                f"{chunk.last_byte}; starting the layer's upload again",
+                repository=session.repository,
+                code=ErrorCode.UPLOAD_DIVERGED,
+            )
+        self._synced[session.upload_id] = chunk.last_byte + 1
+        return chunk.last_byte
+
+    def _drop_chunk(self, upload_id: str) -> None:
+        chunk = self._chunks.pop(upload_id, None)
+        if chunk is not None:
+            chunk.abandon()
+
     async def _resynchronise(self, session: UploadSession, location: URL, first_byte: int) -> None:
         """Raise ``PartOutOfOrderError`` if the registry holds another count than ``first_byte``.
 
@@ -218,6 +326,7 @@ class OciRegistry:
                 next_byte=next_byte,
                 repository=session.repository,
             )
+        self._synced[session.upload_id] = first_byte
 
     async def complete_upload(self, session: UploadSession, digest: str) -> None:
         location = self._locations.get(session.upload_id, URL(session.upload_id))
@@ -230,6 +339,7 @@ class OciRegistry:
                 answer, self.name, session.repository, "completing an upload", upload=True
             )
         self._locations.pop(session.upload_id, None)
+        self._synced.pop(session.upload_id, None)
         self._known_in.setdefault(digest, session.repository)
 
     async def put_manifest(
@@ -295,8 +405,14 @@ async def open_oci_registry(settings: OciSettings) -> AsyncIterator[OciRegistry]
     )
     # --insecure-registry means what it means to docker: http allowed, TLS not verified.
     connector = aiohttp.TCPConnector(limit=settings.max_connections, ssl=not settings.insecure)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, auto_decompress=False
-    ) as session:
+    async with (
+        aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auto_decompress=False
+        ) as session,
+        anyio.create_task_group() as chunks,
+    ):
         transport = OciTransport(session, Authenticator(session, host, credentials), host)
-        yield OciRegistry(transport, base, settings.part_size)
+        try:
+            yield OciRegistry(transport, base, settings.part_size, tasks=chunks)
+        finally:
+            chunks.cancel_scope.cancel()  # a chunk nobody feeds any more

@@ -2,7 +2,8 @@
 
 The protocol steps (``oci.py``) decide what to ask and in what order; here is
 what every request needs whatever it asks: answering an authentication
-challenge, classing a lost connection, a 429 and a 5xx as worth retrying,
+challenge, classing a lost connection, a 429 and a 5xx as worth retrying
+(with the ``Retry-After`` they carry, which oras and regclient honour too),
 and reading the rest (OCI error codes, the held ``Range``) into the
 ``uploaderd.errors`` hierarchy.
 """
@@ -14,12 +15,14 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import aiohttp
+import aiohttp.payload
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from uploaderd.errors import ErrorCode, RegistryError, TransientRegistryError, UploadNotFoundError
 from uploaderd.registry.body import PartBody
 from uploaderd.registry.ociauth import Authenticator
+from uploaderd.registry.quota import retry_after
 
 UPLOAD_GONE_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID"})
 """distribution cancels an upload whose signed state is stale and answers BLOB_UPLOAD_INVALID."""
@@ -104,22 +107,28 @@ class OciTransport:
             if answer.status in (401, 403):
                 raise self.auth.refused(answer.status)
             if answer.status == 429 or answer.status >= 500:
-                raise TransientRegistryError(
-                    f"registry {self.name} answered HTTP {answer.status} to {method}: "
-                    f"{answer.error_text()}",
-                    repository=repository,
-                    code=answer.error_code()
-                    if answer.status >= 500
-                    else ErrorCode.TOO_MANY_REQUESTS,
-                )
+                raise self.overloaded(answer, method, repository)
             return answer
+
+    def overloaded(self, answer: Answer, method: str, repository: str) -> TransientRegistryError:
+        """A 429 or 5xx: worth retrying, after the registry's ``Retry-After`` if it gave one."""
+        error = TransientRegistryError(
+            f"registry {self.name} answered HTTP {answer.status} to {method}: "
+            f"{answer.error_text()}",
+            repository=repository,
+            code=answer.error_code() if answer.status >= 500 else ErrorCode.TOO_MANY_REQUESTS,
+        )
+        error.retry_after = retry_after(answer.headers.get("Retry-After"))
+        if error.retry_after is not None:
+            error.message += f" (it asked to retry after {error.retry_after:g} s)"
+        return error
 
     async def exchange(
         self,
         method: str,
         url: URL,
         headers: CIMultiDict[str] | dict[str, str],
-        data: bytes | bytearray | memoryview | None,
+        data: bytes | bytearray | memoryview | aiohttp.payload.Payload | None,
     ) -> Answer:
         """The request as it is, with no authentication and any status accepted.
 

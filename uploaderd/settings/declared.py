@@ -18,7 +18,7 @@ from uploaderd.engine.limiter import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY
 from uploaderd.engine.parts import MAX_PART_SIZE
 from uploaderd.engine.retry import RetryPolicy
 from uploaderd.engine.scheduler import EngineSettings
-from uploaderd.registry.choice import RegistryChoice, account_id
+from uploaderd.registry.choice import RegistryChoice, account_id, quota_share
 from uploaderd.settings.values import (
     Parse,
     boolean,
@@ -113,6 +113,12 @@ class PushSettings:
     ecr_public: bool = setting(
         False, boolean, "push to ECR Public (ecr-public, region us-east-1) instead of ECR"
     )
+    ecr_quota_share: float = setting(
+        1.0,
+        quota_share,
+        "ECR: this host's share (0..1] of the account's per-action request quotas, "
+        "kept client-side (e.g. 0.01 for each of 100 hosts)",
+    )
     concurrency: int | None = setting(
         None,
         auto_or(whole(1, MAX_CONCURRENCY)),
@@ -172,6 +178,7 @@ class PushSettings:
             endpoint_url=self.endpoint_url,
             registry_id=self.registry_id,
             ecr_public=self.ecr_public,
+            ecr_quota_share=self.ecr_quota_share,
             connections=(self.concurrency or self.max_concurrency) + 2,
             request_timeout=self.request_timeout,
         )
