@@ -35,6 +35,7 @@ from uploaderd.localregistry import (
     parse_fault,
     serve_forever,
 )
+from uploaderd.localregistry.catalog import Catalog, StoredLayer
 from uploaderd.localregistry.stats import MAX_LOGGED_KEYS, OTHER_REGISTRY_ID
 from uploaderd.testing import ecr_client, running_local_registry
 
@@ -1021,3 +1022,20 @@ async def test_public_mode_wants_signatures_scoped_to_ecr_public(
         ):
             answers.append((resp.status, (await resp.json(content_type=None)).get("__type")))
     assert answers == [(403, "InvalidSignatureException"), (200, None)]
+
+
+def test_completed_layers_survive_a_restart_through_the_append_log(tmp_path: Path) -> None:
+    """Completions are appended, not rewritten; a new catalog on the same file finds them."""
+    index = tmp_path / "index.json"
+    catalog = Catalog(index, auto_create=True)
+    repository = catalog.get("team/app")
+    for n in range(3):
+        catalog.add_layer(repository, f"sha256:{n:064x}", StoredLayer(10 + n))
+    with index.with_suffix(".log").open("a") as log:
+        log.write('{"registry": "0000')  # a line cut short by a crash
+    assert sorted(Catalog(index, auto_create=False).get("team/app").layers) == [
+        f"sha256:{n:064x}" for n in range(3)
+    ]
+    catalog.save()  # a full rewrite takes the log's lines in, and the log goes
+    assert not index.with_suffix(".log").exists()
+    assert len(Catalog(index, auto_create=False).get("team/app").layers) == 3

@@ -112,8 +112,7 @@ class LayerOperations:
                 )
             size = session.received
             self._store.commit(session)
-        repository.layers[digest] = StoredLayer(size)
-        self._catalog.save()
+        self._catalog.add_layer(repository, digest, StoredLayer(size))
         self._stats.completed[f"{repository.name}@{digest}"] += 1
         return {
             "registryId": repository.registry_id,
