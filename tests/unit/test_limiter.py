@@ -47,12 +47,13 @@ def window(aimd: AimdLimit, clock: FakeClock, rate: float, *, in_use: int | None
 
 
 def limit_for(clock: FakeClock, *, ceiling: int = 16, budget_cap: int = 64) -> AimdLimit:
-    return AimdLimit(ceiling=ceiling, budget_cap=budget_cap, clock=clock)
+    """A limit starting at 4, so the rules' arithmetic reads plainly in each test."""
+    return AimdLimit(ceiling=ceiling, budget_cap=budget_cap, clock=clock, initial=4)
 
 
 def test_starts_at_the_initial_limit_within_the_caps() -> None:
     clock = FakeClock()
-    assert limit_for(clock).limit == INITIAL_LIMIT
+    assert AimdLimit(ceiling=16, budget_cap=64, clock=clock).limit == INITIAL_LIMIT
     assert limit_for(clock, ceiling=2).limit == 2
     assert limit_for(clock, budget_cap=3).limit == 3
 
@@ -96,7 +97,7 @@ def test_a_window_grows_only_when_every_slot_was_taken() -> None:
     aimd = limit_for(clock)
     window(aimd, clock, 100 * MIB, in_use=2)  # a small job: two layers, four slots
     window(aimd, clock, 200 * MIB, in_use=2)
-    assert aimd.limit == INITIAL_LIMIT
+    assert aimd.limit == 4
     assert aimd.reference is None
 
 
@@ -105,12 +106,12 @@ def test_a_window_needs_a_second_and_enough_parts() -> None:
     aimd = limit_for(clock)
     for _ in range(100):  # many parts, no time
         aimd.part_confirmed(MIB, 4)
-    assert aimd.limit == INITIAL_LIMIT
+    assert aimd.limit == 4
     clock.now += 60.0  # much time, one part
     aimd.restart_window()
     clock.now += 60.0
     aimd.part_confirmed(MIB, 4)
-    assert aimd.limit == INITIAL_LIMIT
+    assert aimd.limit == 4
 
 
 def test_halves_on_throttling_with_a_floor_of_one() -> None:
@@ -367,3 +368,20 @@ async def test_a_slot_handed_to_a_waiting_layer_counts_as_taken() -> None:
         await anyio.wait_all_tasks_blocked()
         release.set()
     assert aimd.limit == 2  # the first full window probes one up
+
+
+def test_the_first_probe_needs_a_part_per_slot_and_a_quarter_window() -> None:
+    clock = FakeClock()
+    aimd = limit_for(clock)
+    for _ in range(3):
+        aimd.part_confirmed(MIB, 4)
+    clock.now += 0.1
+    aimd.part_confirmed(MIB, 4)
+    assert aimd.limit == 4  # a part per slot, but too soon
+    clock.now += 0.2
+    aimd.part_confirmed(MIB, 4)
+    assert aimd.limit == 8  # probed: nothing to compare with yet
+    for _ in range(8):
+        clock.now += 0.3
+        aimd.part_confirmed(MIB, 8)
+    assert aimd.limit == 8  # later windows need four parts a slot and 1 s
