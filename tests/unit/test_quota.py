@@ -10,6 +10,7 @@ policy chose, as the engine's observer was told it.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 from pathlib import Path
@@ -28,7 +29,7 @@ from uploaderd.errors import ErrorCode, TransientRegistryError
 from uploaderd.localregistry.faults import FaultKind, FaultPlan, RateBucket, parse_fault
 from uploaderd.model import LayerJob, Outcome
 from uploaderd.registry.choice import RegistryChoice, open_registry, quota_share
-from uploaderd.registry.ecr import _raise_client_error
+from uploaderd.registry.ecr import EcrSettings, _raise_client_error, open_ecr_registry
 from uploaderd.registry.quota import (
     ECR_PUBLIC_QUOTAS,
     ECR_QUOTAS,
@@ -342,3 +343,17 @@ async def test_a_429_with_retry_after_is_waited_out_before_the_retry(
     [(reason, delay)] = observer.retries
     assert reason == ErrorCode.TOO_MANY_REQUESTS
     assert 1.0 <= delay <= 1.0 * (1 + RETRY_AFTER_JITTER)
+
+
+@pytest.mark.parametrize(("chosen", "mode"), [(None, "adaptive"), ("standard", "standard")])
+async def test_botocore_adaptive_retries_unless_the_aws_chain_names_a_mode(
+    monkeypatch: pytest.MonkeyPatch, chosen: str | None, mode: str
+) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    if chosen is None:
+        monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    else:
+        monkeypatch.setenv("AWS_RETRY_MODE", chosen)
+    settings = EcrSettings(region="us-east-1", endpoint_url="http://127.0.0.1:9")
+    async with open_ecr_registry(settings) as registry:
+        assert registry._client.meta.config.retries["mode"] == mode

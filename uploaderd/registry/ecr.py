@@ -33,7 +33,7 @@ from typing import Any, NoReturn, Protocol, cast
 import botocore.exceptions
 import botocore.parsers
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 
 from uploaderd.errors import (
     ConfigurationError,
@@ -367,15 +367,32 @@ def _required(response: Any, key: str, operation: str, repository: str) -> Any:
     return response[key]
 
 
+def _retry_mode_chosen(session: AioSession) -> bool:
+    """Whether the AWS chain names a retry mode (``AWS_RETRY_MODE``, the profile's ``retry_mode``).
+
+    If it does, botocore uses it; if not, uploaderd asks for ``adaptive``: its
+    client-side rate limiter learns from throttling, and beside the AIMD limit
+    it cut ThrottlingExceptions from 45 to 6 (auto) and from 77 to 16 (fixed
+    16) at equal or better throughput (``python -m benchmarks throttling``).
+    """
+    if os.environ.get("AWS_RETRY_MODE"):
+        return True
+    try:
+        return bool(session.get_scoped_config().get("retry_mode"))
+    except botocore.exceptions.ProfileNotFound:
+        return False  # creating the client reports the missing profile
+
+
 @asynccontextmanager
 async def open_ecr_registry(settings: EcrSettings) -> AsyncIterator[EcrRegistry]:
     """An ``EcrRegistry`` whose connection pool is sized to the layers in flight."""
+    session = get_session()
     config = AioConfig(
         max_pool_connections=settings.max_connections,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
+        retries=None if _retry_mode_chosen(session) else {"mode": "adaptive"},
     )
-    session = get_session()
     target = PUBLIC_ECR if settings.public else PRIVATE_ECR
     target = EcrTarget(target.service, target.limits, settings.registry_id)
     # botocore reads only AWS_DEFAULT_REGION; the AWS CLI v2 and the other
