@@ -142,6 +142,6 @@ async def test_the_concurrency_limit_is_read_at_scrape_time(journal: Journal) ->
     limit = LayerLimit.adaptive(AimdLimit(ceiling=16, budget_cap=6))
     registry = CollectorRegistry()
     DaemonStateCollector(journal, ByteBudget(MIB), Watcher(), limit=limit, registry=registry)
-    assert scrape(registry)["uploaderd_concurrency_limit"] == 4
+    assert scrape(registry)["uploaderd_concurrency_limit"] == 6  # the initial 8, within the cap
     limit.congested()
-    assert scrape(registry)["uploaderd_concurrency_limit"] == 2
+    assert scrape(registry)["uploaderd_concurrency_limit"] == 3
