@@ -23,7 +23,6 @@ user+sys seconds are read from /proc, so a figure can say whether the proxy was 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import harness
+from benchmarks import harness, servers
 from benchmarks.harness import MIB, BenchmarkError
 from benchmarks.linkemu import Shape
 
@@ -78,33 +77,20 @@ def emulator(shape: Shape | None, target: str | None = None) -> Iterator[Emulato
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(_python_path()))
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        yield Emulator(_await_port(process), process)
+        port = int(
+            servers.await_line(
+                process, r"listening on 127\.0\.0\.1:(\d+)", "linkemu", START_TIMEOUT
+            )[1]
+        )
+        yield Emulator(port, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        servers.stop(process)
 
 
 def _python_path() -> list[str]:
     root = str(Path(__file__).resolve().parent.parent)
     inherited = os.environ.get("PYTHONPATH", "")
     return [root, *(part for part in inherited.split(os.pathsep) if part)]
-
-
-def _await_port(process: subprocess.Popen[str]) -> int:
-    assert process.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise BenchmarkError(f"linkemu exited before listening (rc {process.wait()})")
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-        if match:
-            return int(match.group(1))
-    raise BenchmarkError("linkemu did not say it was listening in time")
 
 
 @dataclass(frozen=True, slots=True)

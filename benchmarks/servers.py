@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from benchmarks.harness import uploaderd_executable
+from benchmarks.harness import BenchmarkError, uploaderd_executable
 
 REGISTRY_START_TIMEOUT = 30.0
 
@@ -48,23 +48,37 @@ def local_registry(*extra_args: str) -> Iterator[RegistryProcess]:
         try:
             yield RegistryProcess(_await_listening(process), process)
         finally:
-            _stop(process)
+            stop(process)
 
 
 def _await_listening(process: subprocess.Popen[str]) -> str:
+    return await_line(process, r"listening on (http://\S+)", "local registry")[1]
+
+
+def await_line(
+    process: subprocess.Popen[str],
+    pattern: str,
+    what: str,
+    timeout: float = REGISTRY_START_TIMEOUT,
+) -> re.Match[str]:
+    """The first line of ``process``'s output matching ``pattern`` (a server's "listening").
+
+    Fails if the process exits first or says nothing matching within ``timeout`` seconds.
+    """
     assert process.stdout is not None
-    deadline = time.monotonic() + REGISTRY_START_TIMEOUT
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError(f"local registry exited before listening (rc {process.wait()})")
-        match = re.search(r"listening on (http://\S+)", line)
+            raise BenchmarkError(f"{what} exited before listening (rc {process.wait()})")
+        match = re.search(pattern, line)
         if match:
-            return match.group(1)
-    raise RuntimeError("local registry did not say it was listening in time")
+            return match
+    raise BenchmarkError(f"{what} did not say it was listening in time")
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def stop(process: subprocess.Popen[str]) -> None:
+    """Terminate a server process, killing it if it takes more than 10 s."""
     process.terminate()
     try:
         process.wait(timeout=10)
