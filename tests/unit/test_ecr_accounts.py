@@ -22,13 +22,8 @@ from uploaderd.errors import ConfigurationError, ErrorCode, RegistryError
 from uploaderd.model import LayerJob, Outcome
 from uploaderd.registry.base import PartBytes
 from uploaderd.registry.choice import RegistryChoice, account_id, open_registry
-from uploaderd.registry.ecr import (
-    PUBLIC_ECR,
-    EcrSettings,
-    EcrTarget,
-    _raise_client_error,
-    open_ecr_registry,
-)
+from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
+from uploaderd.registry.ecranswers import PUBLIC_ECR, EcrTarget, raise_client_error
 from uploaderd.registry.limits import ECR_LIMITS, ECR_PUBLIC_LIMITS, RegistryLimits
 from uploaderd.settings import PushSettings, load_settings
 from uploaderd.sizes import MIB
@@ -181,7 +176,7 @@ def client_error(code: str) -> botocore.exceptions.ClientError:
 def test_a_repository_missing_in_the_central_account_says_which_and_what_to_do() -> None:
     central = EcrTarget("ecr", ECR_LIMITS, CENTRAL_ACCOUNT)
     with pytest.raises(RegistryError) as caught:
-        _raise_client_error(client_error("RepositoryNotFoundException"), "team/app", central)
+        raise_client_error(client_error("RepositoryNotFoundException"), "team/app", central)
     message = caught.value.message
     assert f"repository 'team/app' in registry {CENTRAL_ACCOUNT}" in message
     assert f"--registry-id {CENTRAL_ACCOUNT}" in message
@@ -191,7 +186,7 @@ def test_a_repository_missing_in_the_central_account_says_which_and_what_to_do()
 
 def test_ecr_publics_advice_names_its_own_commands() -> None:
     with pytest.raises(RegistryError) as caught:
-        _raise_client_error(client_error("AccessDeniedException"), "team/app", PUBLIC_ECR)
+        raise_client_error(client_error("AccessDeniedException"), "team/app", PUBLIC_ECR)
     assert "ecr-public:UploadLayerPart" in caught.value.message
 
 

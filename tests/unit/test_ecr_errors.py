@@ -9,7 +9,7 @@ from uploaderd.errors import (
     TransientRegistryError,
     UploadNotFoundError,
 )
-from uploaderd.registry.ecr import _raise_client_error
+from uploaderd.registry.ecranswers import raise_client_error
 
 
 def client_error(code: str, status: int = 400, **fields: object) -> botocore.exceptions.ClientError:
@@ -33,7 +33,7 @@ def client_error(code: str, status: int = 400, **fields: object) -> botocore.exc
 )
 def test_throttling_and_server_faults_are_transient(code: str, status: int) -> None:
     with pytest.raises(TransientRegistryError) as caught:
-        _raise_client_error(client_error(code, status), "team/app")
+        raise_client_error(client_error(code, status), "team/app")
     assert isinstance(caught.value, TransientRegistryError)
     assert caught.value.retry_later
     assert caught.value.code == code
@@ -42,13 +42,13 @@ def test_throttling_and_server_faults_are_transient(code: str, status: int) -> N
 def test_invalid_layer_part_resumes_after_the_last_valid_byte() -> None:
     error = client_error("InvalidLayerPartException", lastValidByteReceived=5242879)
     with pytest.raises(PartOutOfOrderError) as caught:
-        _raise_client_error(error, "team/app")
+        raise_client_error(error, "team/app")
     assert caught.value.next_byte == 5242880
 
 
 def test_upload_not_found_restarts_the_layer() -> None:
     with pytest.raises(UploadNotFoundError):
-        _raise_client_error(client_error("UploadNotFoundException"), "team/app")
+        raise_client_error(client_error("UploadNotFoundException"), "team/app")
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_upload_not_found_restarts_the_layer() -> None:
 )
 def test_permanent_errors_fail_at_once_with_advice(code: str, advice: str) -> None:
     with pytest.raises(RegistryError) as caught:
-        _raise_client_error(client_error(code), "team/app")
+        raise_client_error(client_error(code), "team/app")
     assert not isinstance(caught.value, TransientRegistryError)
     assert not caught.value.retry_later
     assert caught.value.code == code

@@ -29,7 +29,8 @@ from uploaderd.errors import ErrorCode, TransientRegistryError
 from uploaderd.localregistry.faults import FaultKind, FaultPlan, RateBucket, parse_fault
 from uploaderd.model import LayerJob, Outcome
 from uploaderd.registry.choice import RegistryChoice, open_registry, quota_share
-from uploaderd.registry.ecr import EcrSettings, _raise_client_error, open_ecr_registry
+from uploaderd.registry.ecr import EcrSettings, open_ecr_registry
+from uploaderd.registry.ecranswers import raise_client_error
 from uploaderd.registry.quota import (
     ECR_PUBLIC_QUOTAS,
     ECR_QUOTAS,
@@ -238,11 +239,11 @@ def test_an_ecr_answer_with_retry_after_carries_it() -> None:
     }
     error = botocore.exceptions.ClientError(response, "UploadLayerPart")  # type: ignore[arg-type]
     with pytest.raises(TransientRegistryError) as raised:
-        _raise_client_error(error, "team/app")
+        raise_client_error(error, "team/app")
     assert raised.value.retry_after == 3.0
     response["ResponseMetadata"]["HTTPHeaders"] = {}
     with pytest.raises(TransientRegistryError) as raised:
-        _raise_client_error(error, "team/app")
+        raise_client_error(error, "team/app")
     assert raised.value.retry_after is None
 
 

@@ -3,9 +3,8 @@
 Credentials, region, endpoint (``AWS_ENDPOINT_URL_ECR``,
 ``AWS_ENDPOINT_URL_ECR_PUBLIC``) and botocore's own per-request retries come
 from the standard AWS chain; this module adds only what that chain does not
-know: which ECR errors are transient, what InvalidLayerPartException means
-for a resumed upload, and a message for each permanent error that tells the
-operator what to do.
+know: how a part's prepared body is sent (ecrpart.py), which registry every
+call names, and the reading of ECR's refusals (ecranswers.py).
 
 ECR Public (service ``ecr-public``) has the same calls with the same members,
 a different target prefix, tighter limits, and an API that exists only in
@@ -13,12 +12,11 @@ us-east-1.  A ``registryId`` (an account pushing into a central account's
 registry) goes on every call, so no request ever lands in the caller's own
 registry by mistake.
 
-Every call first waits for the host's share of its action's rate quota
-(``ecr_quota_share``, token buckets in quota.py, which also says why
-botocore's adaptive retry mode is left to the operator rather than switched
-on here: the client is configured with the AWS chain's retry mode and
-attempts, as before).  A ``Retry-After`` on a throttled or failed answer is
-carried on the ``TransientRegistryError``, for the retry policy.
+Every call first waits for the host's share of its action's rate quota when
+one is set (``ecr_quota_share`` below 1.0, token buckets in quota.py).  When
+the AWS chain names no retry mode, botocore's adaptive mode is asked for
+(``_retry_mode_chosen`` says why).  A ``Retry-After`` on a throttled or failed
+answer is carried on the ``TransientRegistryError``, for the retry policy.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, cast
+from typing import Any, Protocol, cast
 
 import botocore.exceptions
 import botocore.parsers
@@ -39,56 +37,22 @@ from uploaderd.errors import (
     ConfigurationError,
     CredentialsError,
     ErrorCode,
-    PartOutOfOrderError,
     RegistryError,
     TransientRegistryError,
-    UploadNotFoundError,
 )
 from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
+from uploaderd.registry.ecranswers import (
+    PRIVATE_ECR,
+    PUBLIC_ECR,
+    EcrTarget,
+    raise_client_error,
+    required_field,
+)
 from uploaderd.registry.ecrpart import EcrPart, encode_ecr_part, install_part_hooks
-from uploaderd.registry.limits import ECR_LIMITS, ECR_PUBLIC_LIMITS, RegistryLimits
-from uploaderd.registry.quota import ECR_PUBLIC_QUOTAS, ECR_QUOTAS, QuotaShare, retry_after
+from uploaderd.registry.quota import ECR_PUBLIC_QUOTAS, ECR_QUOTAS, QuotaShare
 
 ECR_PUBLIC_REGION = "us-east-1"
 """ECR Public's API is served only there, whatever region the host's other pushes use."""
-
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "LimitExceededException",
-        "ServerException",
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
-PERMANENT_HINTS = {
-    "RepositoryNotFoundException": "create the repository first "
-    "(aws {cli} create-repository --repository-name {repository}) or fix the name",
-    "RegistryNotFoundException": "the account has no ECR Public registry yet; "
-    "create one by creating a repository (aws ecr-public create-repository)",
-    "UnsupportedCommandException": "the endpoint does not serve this call; check the "
-    "endpoint URL and the --ecr-public setting",
-    "InvalidLayerException": "the registry computed a different digest from the bytes sent; "
-    "the file was changed or corrupted while being pushed",
-    "KmsException": "the repository's KMS key refused the request; check the key policy "
-    "and that the key is enabled",
-    "AccessDeniedException": "the credentials in use may not push to this repository; "
-    "grant {cli}:InitiateLayerUpload, {cli}:UploadLayerPart, {cli}:CompleteLayerUpload and "
-    "{cli}:BatchCheckLayerAvailability",
-    "UnrecognizedClientException": "the AWS access key is not valid; check the credentials",
-    "InvalidSignatureException": "the request signature was refused; check the secret key "
-    "and the clock",
-    "ExpiredTokenException": "the session token has expired; refresh the credentials",
-    "LayerPartTooSmallException": "a part other than the last was under 5 MiB; "
-    "use a --part-size of at least 5 MiB",
-    "EmptyUploadException": "no bytes were uploaded before completion",
-    "InvalidParameterException": "the registry refused a parameter",
-    "LayersNotFoundException": "the manifest names blobs the repository does not have",
-    "ImageTagAlreadyExistsException": "the repository's tags are immutable; push under a new --tag",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,27 +70,6 @@ class EcrSettings:
     """ECR Public (``ecr-public``, always in us-east-1) instead of private ECR."""
     quota_share: float = 1.0
     """This host's share of each action's rate quota (``ecr_quota_share``; see quota.py)."""
-
-
-@dataclass(frozen=True, slots=True)
-class EcrTarget:
-    """Which of the two services, and whose registry, as requests and messages name them."""
-
-    service: str
-    """The botocore service and AWS CLI command: ``ecr`` or ``ecr-public``."""
-    limits: RegistryLimits
-    registry_id: str | None = None
-
-    def where(self, repository: str) -> str:
-        """The repository as an operator looks it up."""
-        place = f"repository {repository!r}"
-        if self.registry_id is not None:
-            place += f" in registry {self.registry_id}"
-        return f"{place} ({self.limits.kind})"
-
-
-PRIVATE_ECR = EcrTarget("ecr", ECR_LIMITS)
-PUBLIC_ECR = EcrTarget("ecr-public", ECR_PUBLIC_LIMITS)
 
 
 class LayerPushClient(Protocol):
@@ -211,8 +154,8 @@ class EcrRegistry:
             "InitiateLayerUpload",
             self._client.initiate_layer_upload(**self._members(repositoryName=repository)),
         )
-        upload_id = _required(response, "uploadId", "InitiateLayerUpload", repository)
-        part_size = _required(response, "partSize", "InitiateLayerUpload", repository)
+        upload_id = required_field(response, "uploadId", "InitiateLayerUpload", repository)
+        part_size = required_field(response, "partSize", "InitiateLayerUpload", repository)
         return UploadSession(repository, str(upload_id), int(part_size))
 
     async def upload_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
@@ -231,7 +174,7 @@ class EcrRegistry:
                 )
             ),
         )
-        last = _required(response, "lastByteReceived", "UploadLayerPart", session.repository)
+        last = required_field(response, "lastByteReceived", "UploadLayerPart", session.repository)
         return int(last)
 
     async def complete_upload(self, session: UploadSession, digest: str) -> None:
@@ -253,7 +196,7 @@ class EcrRegistry:
             return
         # A 200 that is not ECR's answer (a proxy's page) must not count as a
         # completion, or the file would be moved to done/ without its layer.
-        _required(response, "layerDigest", "CompleteLayerUpload", session.repository)
+        required_field(response, "layerDigest", "CompleteLayerUpload", session.repository)
 
     async def put_manifest(
         self, repository: str, manifest: bytes, media_type: str, tag: str | None = None
@@ -286,7 +229,7 @@ class EcrRegistry:
         try:
             return await request
         except botocore.exceptions.ClientError as exc:
-            _raise_client_error(exc, repository, self.target)
+            raise_client_error(exc, repository, self.target)
         except (
             botocore.exceptions.NoCredentialsError,
             botocore.exceptions.PartialCredentialsError,
@@ -306,65 +249,6 @@ class EcrRegistry:
                 repository=repository,
                 code=type(exc).__name__,
             ) from exc
-
-
-def _raise_client_error(
-    exc: botocore.exceptions.ClientError, repository: str, target: EcrTarget = PRIVATE_ECR
-) -> NoReturn:
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", "Unknown"))
-    message = str(error.get("Message", "")) or code
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    if code == "InvalidLayerPartException":
-        last_valid = int(exc.response.get("lastValidByteReceived", -1))  # type: ignore[call-overload]
-        raise PartOutOfOrderError(
-            f"registry holds bytes up to {last_valid}: {message}",
-            next_byte=last_valid + 1,
-            repository=repository,
-        ) from None
-    if code == "UploadNotFoundException":
-        raise UploadNotFoundError(message, repository=repository, code=code) from None
-    if code in TRANSIENT_CODES or status >= 500 or status == 429:
-        transient = TransientRegistryError(
-            f"{code} (HTTP {status}): {message}", repository=repository, code=code
-        )
-        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        transient.retry_after = retry_after(headers.get("retry-after"))
-        raise transient from None
-    text = f"{code}: {message}"
-    hint = _hint(code, repository, target)
-    if hint:
-        text += "; " + hint
-    raise RegistryError(text, repository=repository, code=code) from None
-
-
-def _hint(code: str, repository: str, target: EcrTarget) -> str:
-    """What to do about a permanent error, in the words of the registry it came from."""
-    if code == "RepositoryNotFoundException" and target.registry_id is not None:
-        # Pushing into another account: the repository may well exist, in the
-        # caller's own registry; say which registry was asked.
-        create = f"aws {target.service} create-repository --repository-name {repository}"
-        if target.service == "ecr":
-            create += f" --registry-id {target.registry_id}"
-        return (
-            f"{target.where(repository)} does not exist: create it in account "
-            f"{target.registry_id} ({create}), or check the registry id and that the role "
-            "in use may push there (that account's repository policy must allow this one)"
-        )
-    hint = PERMANENT_HINTS.get(code, "")
-    return hint.format(repository=repository, cli=target.service) if hint else ""
-
-
-def _required(response: Any, key: str, operation: str, repository: str) -> Any:
-    """A field the protocol guarantees; its absence means the answer was not ECR's JSON."""
-    if not isinstance(response, dict) or key not in response:
-        raise TransientRegistryError(
-            f"the registry's answer to {operation} has no {key!r}; it is not ECR's "
-            "JSON protocol (a proxy or a wrong endpoint URL?)",
-            repository=repository,
-            code=ErrorCode.MALFORMED_RESPONSE,
-        )
-    return response[key]
 
 
 def _retry_mode_chosen(session: AioSession) -> bool:
