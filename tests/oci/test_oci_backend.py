@@ -179,7 +179,7 @@ def test_plain_http_needs_the_insecure_flag() -> None:
 
 async def _chunked_session(registry: OciRegistry, layer_size: int) -> UploadSession:
     """An upload whose 4-byte parts go two to a chunk, as the engine would open it."""
-    registry.chunk_bytes = 8
+    registry.uploads.chunk_bytes = 8
     session = await registry.start_upload("r")
     return replace(session, part_size=4, layer_size=layer_size)
 

@@ -115,6 +115,20 @@ async def test_checks_arriving_during_a_call_go_out_together_after_it() -> None:
     ]
 
 
+async def test_without_coalescing_no_check_waits_for_another() -> None:
+    # An OCI registry asks one HEAD per layer: sharing a call would only add a wait.
+    registry = HeldRegistry()
+    checks = AvailabilityChecks(registry.missing_layers, coalesce=False)
+    async with anyio.create_task_group() as group:
+        group.start_soon(checks.is_missing, "team/app", digest(0))
+        await wait_all_tasks_blocked()
+        for n in range(1, 6):
+            group.start_soon(checks.is_missing, "team/app", digest(n))
+        await wait_all_tasks_blocked()
+        assert registry.availability_checks == [("team/app", [digest(n)]) for n in range(6)]
+        registry.release.set()
+
+
 async def test_a_full_batch_does_not_wait_for_the_call_in_flight() -> None:
     registry = HeldRegistry()
     checks = AvailabilityChecks(registry.missing_layers)

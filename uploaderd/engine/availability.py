@@ -8,6 +8,9 @@ on the wire, the checks that arrive join the next batch, which goes out as
 one call the moment the first returns (or at once, when it holds 100
 digests).  A lone check waits for nothing: it goes out at the next turn of
 the event loop, together with any check that is ready in that same turn.
+Where the registry asks about one layer per request (an OCI registry's
+``HEAD``; ``coalesce=False``) nothing is coalesced: a check joining a batch
+would only wait for the call in flight, a round trip, to share nothing.
 
 A caller that knows which layers come next (the daemon, its queue) may ask
 about them ahead (``check_ahead``): one call for up to 100 of them, and each
@@ -74,9 +77,14 @@ class AvailabilityChecks:
     """One engine's availability checks, coalesced per repository (see the module)."""
 
     def __init__(
-        self, missing_layers: MissingLayers, *, clock: Callable[[], float] = time.monotonic
+        self,
+        missing_layers: MissingLayers,
+        *,
+        coalesce: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._missing_layers = missing_layers
+        self._coalesce = coalesce
         self._clock = clock
         self._repositories: dict[str, _Repository] = {}
         self._ahead: dict[tuple[str, str], tuple[bool, float]] = {}
@@ -116,6 +124,8 @@ class AvailabilityChecks:
         ahead = self._answered_ahead(repository, digest)
         if ahead is not None:
             return ahead
+        if not self._coalesce:
+            return digest in await self._missing_layers(repository, [digest])
         while True:
             queue, batch, leading = self._join(repository, digest)
             if leading:

@@ -101,7 +101,9 @@ class UploadEngine:
             expected_part=min(settings.part_size or EXPECTED_PART_SIZE, MAX_PART_SIZE),
         )
         self.limit = self._layer_limit()
-        self.availability = AvailabilityChecks(registry.missing_layers)
+        self.availability = AvailabilityChecks(
+            registry.missing_layers, coalesce=registry.limits.digests_per_check > 1
+        )
         self.context = PushContext(
             registry=registry,
             buffers=self.buffers,

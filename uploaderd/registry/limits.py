@@ -32,15 +32,28 @@ class RegistryLimits:
     """Bytes every part but the last must have (ECR: LayerPartTooSmallException)."""
     max_part_size: int = LARGEST_PART
     """Bytes one part may have."""
+    digests_per_check: int = 1
+    """Layers one availability request can ask about: ECR's BatchCheckLayerAvailability
+    takes 100, an OCI registry's HEAD one.  Where it is one, waiting to share a request
+    only delays the check (``engine.availability``)."""
 
 
 ECR_LIMITS = RegistryLimits(
-    kind="ECR", max_parts=4200, max_layer_bytes=52000 * MIB, min_part_size=5 * MIB
+    kind="ECR",
+    max_parts=4200,
+    max_layer_bytes=52000 * MIB,
+    min_part_size=5 * MIB,
+    digests_per_check=100,
 )
-"""Amazon ECR's service quotas: 4,200 parts and 52,000 MiB per layer, parts of 5 MiB or more."""
+"""Amazon ECR's service quotas: 4,200 parts and 52,000 MiB per layer, parts of 5 MiB or
+more; 100 digests per BatchCheckLayerAvailability."""
 
 ECR_PUBLIC_LIMITS = RegistryLimits(
-    kind="ECR Public", max_parts=1000, max_layer_bytes=10000 * MIB, min_part_size=5 * MIB
+    kind="ECR Public",
+    max_parts=1000,
+    max_layer_bytes=10000 * MIB,
+    min_part_size=5 * MIB,
+    digests_per_check=100,
 )
 """Amazon ECR Public's quotas: 1,000 parts and 10,000 MiB per layer."""
 

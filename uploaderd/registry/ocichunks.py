@@ -1,4 +1,12 @@
-"""OCI chunks of several engine parts: one PATCH per ``CHUNK_BYTES``, not per part.
+"""An open OCI upload's bytes: PATCHes, one per part or one per chunk of several parts.
+
+Every answer names the ``Location`` the next request must use (distribution
+signs the offset into it): the latest is kept per upload, with the byte the
+registry is known to expect; the engine sees only the first, as the upload
+id.  After a 416 or a dropped connection the registry is asked where the
+upload stands (``GET``, ``Range: 0-<last>``) and the engine goes on from
+there, as after ECR's InvalidLayerPartException.  Where the layer's end is
+unknown, each part is its own PATCH; otherwise a chunk takes several.
 
 A chunked OCI upload pays a round trip per PATCH: the next one may start
 only once the registry has answered the last (its ``Location`` changes).
@@ -13,8 +21,10 @@ The parts before it are confirmed when their bytes are written, which is
 optimistic: if the chunk then fails, the registry is asked where the upload
 stands and the engine continues from there, as after any lost answer.  Each
 chunk declares its ``Content-Range`` and ``Content-Length``, so a registry
-checks it as it checks any chunk, and a kill -9 resumes from the registry's
-own position.
+checks it as it checks any chunk.  After a kill -9 the restarted engine asks
+the same way; distribution signs the offset into each ``Location`` and
+refuses the stale one the journal holds, so there the layer is sent again in
+a new upload (tests/oci/test_daemon_resume.py).
 
 A part's buffer goes back to the engine (to be refilled) as soon as the call
 that fed it returns, so its bytes must have left every user-space buffer by
@@ -29,53 +39,53 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import aiohttp.abc
 import aiohttp.payload
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from yarl import URL
 
+from uploaderd.errors import ErrorCode, PartOutOfOrderError, TransientRegistryError
+from uploaderd.registry.base import PartPayload, UploadSession
+from uploaderd.registry.ocitransport import (
+    Answer,
+    BodyPiece,
+    ConnectionLostError,
+    FedBody,
+    OciTransport,
+    check_held,
+    next_location,
+    raise_refusal,
+    range_end,
+)
 from uploaderd.sizes import KIB, MIB
 
 CHUNK_BYTES = 64 * MIB
-"""Bytes per PATCH: a round trip per 64 MiB is under 1% of a 16 MiB/s, 50 ms link
-and 2% at 8 MiB/s and 150 ms; the parts in it stay the engine's size."""
+"""Bytes per PATCH, give or take a part (``chunk_end``): a round trip per 64 MiB is
+under 1% of a 16 MiB/s, 50 ms link and 2% at 8 MiB/s and 150 ms; the parts in it stay
+the engine's size."""
 TAIL_COPY = 256 * KIB
 """Copied at the end of each part: more than asyncio's and uvloop's 64 KiB high water
 mark, so after it drains nothing refers to the part's buffer (see the docstring)."""
 
 
+def chunk_end(first_byte: int, part_size: int, layer_size: int, chunk_bytes: int) -> int:
+    """The last byte of the chunk that starts at ``first_byte``.
+
+    The rest of the layer goes in as few chunks as ``chunk_bytes`` allows, each of
+    whole parts and as equal as they can be.  Filling each chunk to the brim
+    instead would send a 64 MiB layer of 10 MiB parts as 60 MiB and then 4 MiB,
+    the second PATCH costing a round trip with the link idle, to save nothing.
+    """
+    rest = layer_size - first_byte
+    chunks = -(-rest // chunk_bytes)
+    parts = -(-rest // part_size)
+    parts_per_chunk = -(-parts // chunks)
+    return min(first_byte + parts_per_chunk * part_size, layer_size) - 1
+
+
 class ChunkFailedError(Exception):
     """The chunk's request ended before it took every part fed to it."""
-
-
-@dataclass(eq=False)
-class _Piece:
-    data: bytes | memoryview
-    written: anyio.Event | None = None
-    """Set once aiohttp has written (and drained) this piece and asks for the next."""
-
-
-class _FedBody(aiohttp.payload.Payload):
-    """A request body of the pieces fed to ``receive``, written as they come."""
-
-    def __init__(self, receive: MemoryObjectReceiveStream[_Piece], length: int) -> None:
-        super().__init__(b"", size=length, content_type="application/octet-stream")
-        self._receive = receive
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        raise TypeError("a streamed chunk has no text")
-
-    async def write(self, writer: aiohttp.abc.AbstractStreamWriter) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(
-        self, writer: aiohttp.abc.AbstractStreamWriter, content_length: int | None
-    ) -> None:
-        async with self._receive:
-            async for piece in self._receive:
-                await writer.write(piece.data)
-                if piece.written is not None:
-                    piece.written.set()
 
 
 @dataclass(eq=False)
@@ -85,15 +95,15 @@ class OpenChunk:
     first_byte: int
     last_byte: int
     next_byte: int = field(init=False)
-    _send: MemoryObjectSendStream[_Piece] = field(init=False)
-    _receive: MemoryObjectReceiveStream[_Piece] = field(init=False)
+    _send: MemoryObjectSendStream[BodyPiece] = field(init=False)
+    _receive: MemoryObjectReceiveStream[BodyPiece] = field(init=False)
     _ended: anyio.Event = field(default_factory=anyio.Event)
     answer: object | None = None
     error: BaseException | None = None
 
     def __post_init__(self) -> None:
         self.next_byte = self.first_byte
-        self._send, self._receive = anyio.create_memory_object_stream[_Piece](0)
+        self._send, self._receive = anyio.create_memory_object_stream[BodyPiece](0)
 
     @property
     def length(self) -> int:
@@ -104,7 +114,7 @@ class OpenChunk:
         return self.next_byte > self.last_byte
 
     def body(self) -> aiohttp.payload.Payload:
-        return _FedBody(self._receive, self.length)
+        return FedBody(self._receive, self.length)
 
     def ended(self, answer: object | None, error: BaseException | None) -> None:
         """The request is over: its answer, or why there is none."""
@@ -119,8 +129,8 @@ class OpenChunk:
         written = anyio.Event()
         try:
             if head:
-                await self._send.send(_Piece(head))
-            await self._send.send(_Piece(tail, written))
+                await self._send.send(BodyPiece(head))
+            await self._send.send(BodyPiece(tail, written))
             await _first_of(written, self._ended)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
@@ -151,3 +161,173 @@ async def _first_of(*events: anyio.Event) -> None:
 
         for event in events:
             group.start_soon(wait, event)
+
+
+@dataclass(slots=True)
+class BlobUploads:
+    """Where each open upload of one registry stands, and the PATCHes that carry its parts."""
+
+    transport: OciTransport
+    tasks: TaskGroup | None = None
+    """Where a chunk's request runs while the engine feeds it; None: a PATCH per part."""
+    chunk_bytes: int = CHUNK_BYTES
+    _locations: dict[str, URL] = field(default_factory=dict)
+    _synced: dict[str, int] = field(default_factory=dict)
+    """upload id -> the byte the registry is known to expect next (it answered so)."""
+    _chunks: dict[str, OpenChunk] = field(default_factory=dict)
+
+    def opened(self, location: URL) -> str:
+        """A new upload, empty at ``location``; its id."""
+        self._locations[str(location)] = location
+        self._synced[str(location)] = 0
+        return str(location)
+
+    def location(self, upload_id: str) -> URL:
+        return self._locations.get(upload_id, URL(upload_id))
+
+    def closed(self, upload_id: str) -> None:
+        self._locations.pop(upload_id, None)
+        self._synced.pop(upload_id, None)
+
+    async def upload_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
+        """Send a part; the last byte the registry holds (for now, inside a chunk)."""
+        if session.layer_size is None or self.tasks is None:
+            return await self._patch_part(session, first_byte, part)
+        return await self._patch_in_chunk(session, first_byte, part, self.tasks)
+
+    async def _patch_part(self, session: UploadSession, first_byte: int, part: PartPayload) -> int:
+        location = self.location(session.upload_id)
+        last_byte = first_byte + part.length - 1
+        headers = {
+            "Content-Range": f"{first_byte}-{last_byte}",
+            "Content-Type": "application/octet-stream",
+        }
+        try:
+            answer = await self.transport.send(
+                "PATCH", location, session.repository, headers=headers, data=part.wire
+            )
+        except ConnectionLostError:
+            await self._resynchronise(session, location, first_byte)
+            raise
+        if answer.status == 416:
+            await self._resynchronise(session, location, first_byte)
+            raise TransientRegistryError(
+                "the registry refused the part's range but holds the bytes before it",
+                repository=session.repository,
+                code=ErrorCode.RANGE_NOT_SATISFIABLE,
+            )
+        return self._check_answer(session, location, last_byte, answer, "sending a part")
+
+    async def _patch_in_chunk(
+        self, session: UploadSession, first_byte: int, part: PartPayload, tasks: TaskGroup
+    ) -> int:
+        """Feed the part to its chunk's PATCH; wait for the answer only at the chunk's end."""
+        upload_id = session.upload_id
+        chunk = self._chunks.get(upload_id)
+        if chunk is not None and chunk.next_byte != first_byte:
+            self._drop_chunk(upload_id)  # the engine moved: that chunk's answer is not wanted
+            chunk = None
+        location = self.location(upload_id)
+        if chunk is None:
+            if self._synced.get(upload_id) != first_byte:
+                await self._resynchronise(session, location, first_byte)
+                location = self.location(upload_id)
+            chunk = self._open_chunk(session, location, first_byte, tasks)
+        try:
+            await chunk.feed(part.wire)
+            if not chunk.complete:
+                return first_byte + part.length - 1  # confirmed for now: see the module
+            answer = await chunk.wait_answer()
+        except ChunkFailedError as exc:
+            self._drop_chunk(upload_id)
+            if isinstance(chunk.answer, Answer):
+                self._check_chunk_answer(session, location, chunk, chunk.answer)
+            await self._resynchronise(session, location, first_byte)
+            raise ConnectionLostError(
+                f"registry {self.transport.name}: {exc}",
+                repository=session.repository,
+                code=ErrorCode.CHUNK_LOST,
+            ) from None
+        self._chunks.pop(upload_id, None)
+        assert isinstance(answer, Answer)
+        return self._check_chunk_answer(session, location, chunk, answer)
+
+    def _open_chunk(
+        self, session: UploadSession, location: URL, first_byte: int, tasks: TaskGroup
+    ) -> OpenChunk:
+        assert session.layer_size is not None
+        last = chunk_end(first_byte, session.part_size, session.layer_size, self.chunk_bytes)
+        chunk = OpenChunk(first_byte, last)
+        self._chunks[session.upload_id] = chunk
+        headers = {
+            "Content-Range": f"{first_byte}-{last}",
+            "Content-Length": str(chunk.length),
+            "Content-Type": "application/octet-stream",
+        }
+        authorization = self.transport.auth.header(f"repository:{session.repository}:pull,push")
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        tasks.start_soon(self._send_chunk, chunk, location, headers)
+        return chunk
+
+    async def _send_chunk(self, chunk: OpenChunk, location: URL, headers: dict[str, str]) -> None:
+        """The chunk's request, in the registry's task group; its outcome goes to ``chunk``."""
+        answer: Answer | None = None
+        error: BaseException | None = None
+        try:
+            answer = await self.transport.exchange("PATCH", location, headers, chunk.body())
+        except Exception as exc:  # told to the feeder, never lost
+            error = exc
+        finally:  # cancelled too (the registry closing): no feeder waits forever
+            chunk.ended(answer, error)
+
+    def _check_chunk_answer(
+        self, session: UploadSession, location: URL, chunk: OpenChunk, answer: Answer
+    ) -> int:
+        self._synced.pop(session.upload_id, None)
+        if answer.status == 401:  # the chunk's request answers no challenge itself
+            self.transport.auth.forget(f"repository:{session.repository}:pull,push")
+        last = self._check_answer(session, location, chunk.last_byte, answer, "sending a chunk")
+        self._synced[session.upload_id] = last + 1
+        return last
+
+    def _check_answer(
+        self, session: UploadSession, location: URL, last_byte: int, answer: Answer, doing: str
+    ) -> int:
+        """What the registry said to a PATCH ending at ``last_byte``; the last byte it holds."""
+        if answer.status != 202:
+            raise_refusal(answer, self.transport.name, session.repository, doing, upload=True)
+        self._locations[session.upload_id] = next_location(answer, location, self.transport.name)
+        check_held(answer, last_byte, self.transport.name, session.repository)
+        return last_byte
+
+    def _drop_chunk(self, upload_id: str) -> None:
+        chunk = self._chunks.pop(upload_id, None)
+        if chunk is not None:
+            chunk.abandon()
+
+    async def _resynchronise(self, session: UploadSession, location: URL, first_byte: int) -> None:
+        """Raise ``PartOutOfOrderError`` if the registry holds another count than ``first_byte``.
+
+        Returns when it holds exactly the bytes before this part: sending the
+        same part again is then the right move, left to the caller's retry.
+        """
+        answer = await self.transport.send("GET", location, session.repository)
+        if answer.status not in (200, 204):
+            raise_refusal(
+                answer,
+                self.transport.name,
+                session.repository,
+                "asking for an upload's status",
+                upload=True,
+            )
+        self._locations[session.upload_id] = next_location(answer, location, self.transport.name)
+        held = range_end(answer.headers.get("Range"))
+        next_byte = 0 if held is None else held + 1
+        if next_byte != first_byte:
+            raise PartOutOfOrderError(
+                f"registry holds bytes up to {next_byte - 1}",
+                next_byte=next_byte,
+                repository=session.repository,
+            )
+        self._synced[session.upload_id] = first_byte

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 import aiohttp
+import aiohttp.abc
 import aiohttp.payload
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -62,6 +65,36 @@ class Answer:
             return "; ".join(str(e.get("message") or e.get("code")) for e in errors)
         except (ValueError, AttributeError, TypeError):
             return self.body[:200].decode("utf-8", "replace").strip()
+
+
+@dataclass(eq=False)
+class BodyPiece:
+    data: bytes | memoryview
+    written: anyio.Event | None = None
+    """Set once aiohttp has written (and drained) this piece and asks for the next."""
+
+
+class FedBody(aiohttp.payload.Payload):
+    """A request body of the pieces fed to ``receive``, written as they come (``ocichunks``)."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[BodyPiece], length: int) -> None:
+        super().__init__(b"", size=length, content_type="application/octet-stream")
+        self._receive = receive
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a streamed chunk has no text")
+
+    async def write(self, writer: aiohttp.abc.AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: aiohttp.abc.AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        async with self._receive:
+            async for piece in self._receive:
+                await writer.write(piece.data)
+                if piece.written is not None:
+                    piece.written.set()
 
 
 class ConnectionLostError(TransientRegistryError):
@@ -179,3 +212,31 @@ def range_end(header: str | None) -> int | None:
         return None
     # distribution answers "0-0" for an upload that holds nothing yet.
     return None if last == 0 else last
+
+
+def next_location(answer: Answer, request_url: URL, registry: str) -> URL:
+    """The ``Location`` an upload's next request must use (distribution signs the offset in)."""
+    location = answer.headers.get("Location")
+    if not location:
+        raise TransientRegistryError(
+            f"registry {registry} answered an upload request without a Location",
+            code=ErrorCode.MALFORMED_RESPONSE,
+        )
+    return request_url.join(URL(location, encoded=True))
+
+
+def check_held(answer: Answer, last_byte: int, registry: str, repository: str) -> None:
+    """Raise if the registry holds another count of bytes than up to ``last_byte``.
+
+    A registry that ignores Content-Range (distribution 2.x) appends a resent
+    part instead of answering 416: the upload then holds bytes in the wrong
+    place, and only a new upload can fix that.
+    """
+    held = range_end(answer.headers.get("Range"))
+    if held is not None and held != last_byte:
+        raise UploadNotFoundError(
+            f"registry {registry} holds bytes 0-{held} after a request ending at {last_byte}; "
+            "starting the layer's upload again",
+            repository=repository,
+            code=ErrorCode.UPLOAD_DIVERGED,
+        )
