@@ -55,6 +55,7 @@ class ErrorCode(enum.StrEnum):
     FILE_UNREADABLE = "FileUnreadable"
     FILE_CHANGED = "FileChanged"
     FILE_VANISHED = "FileVanished"
+    INVALID_SIDECAR = "InvalidSidecar"
     # a spool entry refused on sight
     NO_REPOSITORY = "NoRepository"
     INVALID_FILE_NAME = "InvalidFileName"

@@ -33,6 +33,28 @@ class ResumePoint:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimSource:
+    """Who says what a file's digest is, in the words a mismatch's message needs.
+
+    A claimed digest is checked as the bytes are sent; when they disagree the
+    operator must learn which to fix (the image, the file's name, its
+    sidecar), and the engine that finds the mismatch knows none of them.
+    """
+
+    says: str
+    """Who claims it: "its image's manifest"."""
+    remedy: str
+    """What to do when the bytes disagree."""
+
+
+BY_MANIFEST = ClaimSource("its image's manifest", "the image is corrupt: rebuild or re-export it")
+BY_NAME = ClaimSource(
+    "its sha256-<hex> name",
+    "the file is misnamed or corrupt: name it by its own digest, or rebuild it",
+)
+
+
+@dataclass(frozen=True, slots=True)
 class LayerJob:
     """One file to push to one repository.
 
@@ -49,6 +71,8 @@ class LayerJob:
     known_identity: FileIdentity | None = None
     resume: ResumePoint | None = None
     claimed_digest: str | None = None
+    claimed_by: ClaimSource = BY_MANIFEST
+    """Who claims ``claimed_digest``: named by the message if the bytes disagree."""
 
 
 class Outcome(enum.StrEnum):

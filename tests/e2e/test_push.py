@@ -261,3 +261,34 @@ def test_a_file_named_by_its_digest_is_checked_against_its_name(
     completed = registry.stats()["completed"]
     assert f"team/app@{digest}" in completed
     assert f"team/app@{other}" not in completed  # never completed under the name's claim
+
+
+def test_a_layer_file_with_a_sidecar_is_checked_against_it(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    """A build system's ``<name>.sha256`` beside a layer is its claimed digest, as a name is."""
+    good, digest = make_layer(tmp_path, "good.tar", 6 * MIB + 7)
+    (tmp_path / "good.tar.sha256").write_text(f"{digest.removeprefix('sha256:')}  good.tar\n")
+    wrong, actual = make_layer(tmp_path, "wrong.tar", 1000)
+    claimed = "sha256:" + "ab" * 32
+    (tmp_path / "wrong.tar.sha256").write_text(claimed + "\n")
+    garbled, _ = make_layer(tmp_path, "garbled.tar", 1000)
+    (tmp_path / "garbled.tar.sha256").write_text(f"{'ab' * 32}  another.tar\n")
+
+    run = push(registry.url, "team/app", good, wrong, garbled, options=("--part-size", "5MiB"))
+
+    assert run.returncode == 1, run.stderr
+    by_file = {Path(record["file"]).name: record for record in run.records}
+    assert (by_file["good.tar"]["outcome"], by_file["good.tar"]["digest"]) == ("uploaded", digest)
+    assert registry.fetch_layer("team/app", digest) == good.read_bytes()
+    mismatch = by_file["wrong.tar"]["error"]
+    assert mismatch["code"] == "DigestMismatch"
+    assert f"not {claimed} as its sidecar wrong.tar.sha256 says" in mismatch["message"]
+    assert f"hash to {actual}, not {claimed}" in mismatch["message"]
+    refused = by_file["garbled.tar"]["error"]
+    assert refused["code"] == "InvalidSidecar"
+    assert "names the file 'another.tar', not this layer 'garbled.tar'" in refused["message"]
+    stats = registry.stats()
+    assert list(stats["completed"]) == [f"team/app@{digest}"]
+    assert stats["requests"]["InitiateLayerUpload"] == 2  # the garbled one never started
+    assert "3 layers: 1 uploaded, 0 already present, 2 failed" in run.stderr

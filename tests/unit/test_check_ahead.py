@@ -105,6 +105,26 @@ async def test_a_claimed_digest_is_asked_about_without_hashing(tmp_path: Path) -
     assert row.digest is None  # checked against the bytes as they are sent
 
 
+async def test_a_sidecars_digest_is_asked_about_without_hashing(tmp_path: Path) -> None:
+    registry = MemoryRegistry()
+    queue = Queue(tmp_path, registry)
+    claimed = "sha256:" + "cd" * 32
+    queue.add("team/app", "a.tar")
+    (queue.watch / "team/app/a.tar.sha256").write_text(f"{'cd' * 32}  a.tar\n")
+    queue.add("team/app", "b.tar")
+    (queue.watch / "team/app/b.tar.sha256").write_text("not a digest")
+    queue.add("team/app", "c.tar")
+    await queue.ahead.before_push(queue.claim())
+    # a: by its sidecar, unhashed; b: its push fails it, so neither asked nor hashed
+    assert registry.availability_checks == [
+        ("team/app", [claimed, queue.digests["team/app/c.tar"]])
+    ]
+    for name in ("a.tar", "b.tar"):
+        row = queue.journal.active_record(f"team/app/{name}")
+        assert row is not None
+        assert row.digest is None
+
+
 class FailingChecks(MemoryRegistry):
     async def missing_layers(self, repository: str, digests: Sequence[str]) -> set[str]:
         if not self.availability_checks:

@@ -14,8 +14,9 @@ from tests.helpers import digest_of, make_layer
 from tests.unit.test_engine import engine_for
 from uploaderd.engine import scheduler
 from uploaderd.errors import ErrorCode
-from uploaderd.model import LayerJob, Outcome, ResumePoint
+from uploaderd.model import BY_MANIFEST, BY_NAME, ClaimSource, LayerJob, Outcome, ResumePoint
 from uploaderd.registry.base import PartBytes
+from uploaderd.sidecar import sidecar_source
 from uploaderd.sizes import MIB
 from uploaderd.testing import MemoryRegistry
 
@@ -49,17 +50,32 @@ async def test_a_claimed_digest_is_checked_while_sending(
     assert registry.layers[digest] == path.read_bytes()
 
 
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        (BY_MANIFEST, "as its image's manifest says; the image is corrupt"),
+        (BY_NAME, "as its sha256-<hex> name says; the file is misnamed or corrupt"),
+        (
+            sidecar_source(Path("blob.sha256")),
+            "as its sidecar blob.sha256 says; the layer or its sidecar is wrong",
+        ),
+    ],
+    ids=["manifest", "name", "sidecar"],
+)
 @pytest.mark.usefixtures("no_hash_pass")
-async def test_a_wrong_claim_is_never_completed(tmp_path: Path) -> None:
+async def test_a_wrong_claim_is_never_completed(
+    tmp_path: Path, source: ClaimSource, said: str
+) -> None:
     registry = MemoryRegistry()
     path, _ = make_layer(tmp_path, "blob", 11 * MIB)
     claimed = digest_of(b"what the manifest says")
-    results = await engine_for(registry).push_all([LayerJob(path, "r1", claimed_digest=claimed)])
+    job = LayerJob(path, "r1", claimed_digest=claimed, claimed_by=source)
+    results = await engine_for(registry).push_all([job])
     error = results[0].error
     assert results[0].outcome is Outcome.FAILED
     assert error is not None
     assert error.code == ErrorCode.DIGEST_MISMATCH
-    assert f"not {claimed} as its image's manifest says" in error.message
+    assert f"not {claimed} {said}" in error.message
     assert error.path == path
     assert registry.completed == []
     assert not error.retry_later

@@ -24,6 +24,7 @@ ROOMS_OF_TOP_MODULES = {
     "uploaderd.model": FOUNDATION,
     "uploaderd.sizes": FOUNDATION,
     "uploaderd.naming": FOUNDATION,
+    "uploaderd.sidecar": FOUNDATION,
     "uploaderd.settings": "settings",
     "uploaderd.testing": "testing",
     "uploaderd.__main__": "main",

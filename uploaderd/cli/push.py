@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from uploaderd.cli.exits import ExitStatus
@@ -16,11 +18,12 @@ from uploaderd.cli.terminal import PushProgress
 from uploaderd.engine.memory import return_freed_buffers_to_the_system
 from uploaderd.engine.observer import SilentObserver
 from uploaderd.engine.scheduler import UploadEngine, all_succeeded
-from uploaderd.errors import ConfigurationError, ErrorCode
-from uploaderd.model import LayerJob, LayerResult
-from uploaderd.naming import claimed_digest, repository_name_problem
+from uploaderd.errors import ConfigurationError, ErrorCode, LayerFileError
+from uploaderd.model import LayerJob, LayerResult, Outcome
+from uploaderd.naming import repository_name_problem
 from uploaderd.registry.choice import open_registry
 from uploaderd.settings import PushSettings, load_settings
+from uploaderd.sidecar import layer_claim
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +56,48 @@ class LinePrinter(SilentObserver):
         print(line, flush=True)
 
 
+class LayerJobs:
+    """The layer files to push, each with the digest its name or sidecar claims.
+
+    A file whose sidecar cannot be used is not pushed: it fails at once with
+    the sidecar's fault, and the other files go on.
+    """
+
+    def __init__(self, jobs: list[LayerJob], refused: Mapping[int, LayerResult]) -> None:
+        self.jobs = jobs
+        self.refused = refused
+        """The failed results of the jobs (by index) whose sidecar cannot be used."""
+
+    @classmethod
+    def of(cls, paths: list[Path], repository: str) -> LayerJobs:
+        jobs: list[LayerJob] = []
+        refused: dict[int, LayerResult] = {}
+        for index, path in enumerate(paths):
+            job = LayerJob(path, repository)
+            try:
+                claim = layer_claim(path)
+            except LayerFileError as exc:
+                exc.repository = repository
+                refused[index] = LayerResult(job, Outcome.FAILED, 0, None, 0.0, 1, exc)
+                claim = None
+            if claim is not None:
+                job = replace(job, claimed_digest=claim.digest, claimed_by=claim.source)
+            jobs.append(job)
+        return cls(jobs, refused)
+
+    async def push(self, engine: UploadEngine) -> list[LayerResult]:
+        """Every job's result in the jobs' order: the refused ones, and the pushed ones."""
+        for result in self.refused.values():
+            engine.observer.layer_started(result.job)
+            engine.observer.layer_finished(result)
+        wanted = [job for index, job in enumerate(self.jobs) if index not in self.refused]
+        pushed = iter(await engine.push_all(wanted))
+        return [
+            self.refused[index] if index in self.refused else next(pushed)
+            for index in range(len(self.jobs))
+        ]
+
+
 async def run(args: argparse.Namespace) -> int:
     return_freed_buffers_to_the_system()
     problem = repository_name_problem(args.repository)
@@ -65,20 +110,17 @@ async def run(args: argparse.Namespace) -> int:
     )
     if args.image is not None or not args.files:
         return await push_image_command(args, settings, LinePrinter(as_json=args.json))
-    jobs = [
-        LayerJob(path, args.repository, claimed_digest=claimed_digest(path.name))
-        for path in args.files
-    ]
+    layers = LayerJobs.of(args.files, args.repository)
     started = time.monotonic()
     live = sys.stdout.isatty() and not args.json and not args.no_progress
     async with open_registry(settings.registry_choice()) as registry:
         if live:
-            with PushProgress(jobs) as display:
+            with PushProgress(layers.jobs) as display:
                 engine = UploadEngine(registry, settings.engine_settings(), display)
-                results = await engine.push_all(jobs)
+                results = await layers.push(engine)
         else:
-            observer = LinePrinter(as_json=args.json)
-            engine = UploadEngine(registry, settings.engine_settings(), observer)
-            results = await engine.push_all(jobs)
+            printer = LinePrinter(as_json=args.json)
+            engine = UploadEngine(registry, settings.engine_settings(), printer)
+            results = await layers.push(engine)
     print(summary_line(results, time.monotonic() - started), file=sys.stderr, flush=True)
     return ExitStatus.OK if all_succeeded(results) else ExitStatus.FAILED

@@ -18,13 +18,15 @@ from uploaderd.cli.status import open_journal_read
 from uploaderd.daemon.finished import contained
 from uploaderd.daemon.journal import Journal
 from uploaderd.settings import load_paths
+from uploaderd.sidecar import is_sidecar_name, sidecar_of
 
 
 def failed_files(failed_root: Path) -> list[str]:
+    """The failed files, without their ``.error.json`` and sidecars (they go with them)."""
     found = []
     for directory, _, names in os.walk(failed_root):
         for name in names:
-            if not name.endswith(".error.json"):
+            if not name.endswith(".error.json") and not is_sidecar_name(name):
                 found.append(os.path.relpath(os.path.join(directory, name), failed_root))
     return sorted(found)
 
@@ -38,13 +40,22 @@ def retry_failed(journal: Journal, watch: Path, state_dir: Path) -> list[tuple[s
         source = failed_root / relpath
         original = _original_name(relpath, failed_rows)
         target = contained(watch, original)
-        if os.path.lexists(target):
-            report.append((relpath, f"skipped: {target} already exists in the spool"))
+        # A sidecar already in the spool under the layer's name would claim its
+        # digest, whether or not the layer came with one of its own.
+        taken = next((p for p in (target, sidecar_of(target)) if os.path.lexists(p)), None)
+        if taken is not None:
+            report.append((relpath, f"skipped: {taken} already exists in the spool"))
             continue
+        sidecar = sidecar_of(source)
+        has_sidecar = os.path.lexists(sidecar)
         row = failed_rows.get(original)
         if row is not None:
             journal.requeue_failed(row.id)
         target.parent.mkdir(parents=True, exist_ok=True)
+        if has_sidecar:
+            # First, and under the layer's original name: a layer the daemon
+            # takes before its sidecar is back would be hashed, not claimed.
+            os.rename(sidecar, sidecar_of(target))
         os.rename(source, target)
         error_file = source.with_name(source.name + ".error.json")
         error_file.unlink(missing_ok=True)

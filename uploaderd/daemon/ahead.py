@@ -6,11 +6,12 @@ checks of layers in flight together, but a few layers in flight rarely ask
 at the same moment; the queue, though, says which layers come next.  So a
 worker that claims a layer nobody asked about yet first takes the next
 queued layers of the same repository (up to 100 with its own), finds their
-digests (recorded by an earlier run, claimed by the file name, or hashed
-now if the file is small, all in one worker thread), and asks about all of
-them in one BatchCheckLayerAvailability (``AvailabilityChecks.check_ahead``).
-When their turn comes, each layer's own check is answered from that, without
-a request, and a hashed layer is not hashed again.
+digests (recorded by an earlier run, claimed by the file name or its
+sidecar, or hashed now if the file is small, all in one worker thread), and
+asks about all of them in one BatchCheckLayerAvailability
+(``AvailabilityChecks.check_ahead``).  When their turn comes, each layer's
+own check is answered from that, without a request, and a hashed layer is
+not hashed again.
 
 Nothing here changes what a push does or what the journal means: a digest
 goes to the journal only for the file identity it was computed from, exactly
@@ -37,8 +38,8 @@ from uploaderd.engine.availability import (
 )
 from uploaderd.engine.budget import ByteBudget
 from uploaderd.engine.reader import HASH_CHUNK_SIZE, INLINE_BYTES, hash_if_unchanged
-from uploaderd.errors import JournalError, UploaderError
-from uploaderd.naming import claimed_digest
+from uploaderd.errors import JournalError, LayerFileError, UploaderError
+from uploaderd.sidecar import LayerClaim, layer_claim
 
 QUIET_AFTER_FAILURE_SECONDS = 10.0
 """After a request ahead failed, the repository's layers ask only on their own for this
@@ -126,22 +127,27 @@ class CheckAhead:
     async def _digests(self, batch: list[FileRecord]) -> dict[int, str]:
         """The digest of every file of ``batch`` that has one now, by record id.
 
-        A digest the journal holds or the name claims is taken as the push
-        would take it; a small file is hashed, the whole batch in one worker
-        thread, and recorded in one transaction.
+        A digest the journal holds or the name or sidecar claims is taken as
+        the push would take it; a small file is hashed, the whole batch in one
+        worker thread, and recorded in one transaction.  A file whose sidecar
+        cannot be used is neither asked about nor hashed: its push fails it.
         """
+        watch = self.watch()
         known: dict[int, str] = {}
         to_hash: list[FileRecord] = []
         for r in batch:
-            claimed = claimed_digest(r.relpath.rpartition("/")[2])
             if r.digest is not None:
                 known[r.id] = r.digest
-            elif claimed is not None:
-                known[r.id] = claimed
+                continue
+            try:
+                claim: LayerClaim | None = layer_claim(watch / r.relpath)
+            except LayerFileError:
+                continue
+            if claim is not None:
+                known[r.id] = claim.digest
             elif 0 < r.identity.size <= INLINE_BYTES:
                 to_hash.append(r)
         if to_hash:
-            watch = self.watch()
             paths = [(watch / r.relpath, r) for r in to_hash]
             async with self.budget.reserve(min(HASH_CHUNK_SIZE, INLINE_BYTES)):
                 hashed = await anyio.to_thread.run_sync(_hash_each, paths)

@@ -12,6 +12,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from uploaderd.daemon import logs
@@ -24,13 +25,19 @@ from uploaderd.daemon.metrics import DaemonMetrics
 from uploaderd.daemon.observer import DaemonObserver
 from uploaderd.daemon.spool import IMAGE, identity_of
 from uploaderd.engine.scheduler import UploadEngine
-from uploaderd.errors import ImageIncompleteError, JournalError, UploaderError, unwrap_group
+from uploaderd.errors import (
+    ImageIncompleteError,
+    JournalError,
+    LayerFileError,
+    UploaderError,
+    unwrap_group,
+)
 from uploaderd.image.push import push_image
 from uploaderd.image.source import ImageChoice, open_image
 from uploaderd.model import LayerJob, LayerResult, Outcome
-from uploaderd.naming import claimed_digest
 from uploaderd.registry.base import Registry
 from uploaderd.settings import DaemonSettings
+from uploaderd.sidecar import layer_claim
 
 
 class FilePush:
@@ -86,8 +93,15 @@ class FilePush:
             known_digest=record.digest,
             known_identity=record.identity,
             resume=record.resume,
-            claimed_digest=claimed_digest(path.name),
         )
+        try:
+            # Read as the push starts: a sidecar that comes later is not this push's.
+            claim = layer_claim(path)
+        except LayerFileError as exc:
+            self._refuse(record, job, exc)
+            return
+        if claim is not None:
+            job = replace(job, claimed_digest=claim.digest, claimed_by=claim.source)
         self.observer.track(path, record)
         self.metrics.in_flight.inc()
         try:
@@ -95,6 +109,13 @@ class FilePush:
         finally:
             self.metrics.in_flight.dec()
             self.observer.untrack(path)
+        self._settle(record, result)
+
+    def _refuse(self, record: FileRecord, job: LayerJob, error: LayerFileError) -> None:
+        """A layer whose sidecar cannot be used ends as a push that failed at once."""
+        error.repository = record.repository
+        result = LayerResult(job, Outcome.FAILED, record.identity.size, None, 0.0, 1, error)
+        self.observer.layer_finished(result)
         self._settle(record, result)
 
     async def _push_image(self, record: FileRecord, path: Path) -> None:

@@ -3,7 +3,9 @@
 The contract with writers: a file at ``<watch>/<repository path>/<name>`` is a
 layer for ECR repository ``<repository path>``.  Names starting with ``.`` or
 ending in ``.tmp``/``.part`` are ignored until renamed, so a writer can write
-then rename atomically.  Symlinks are never followed: a link could lead the
+then rename atomically.  A file ending in ``.sha256`` is a layer's sidecar
+(its digest, see ``uploaderd.sidecar``), never a layer itself: it is read
+when its layer is pushed and moves with it.  Symlinks are never followed: a link could lead the
 daemon to upload (and then move) a file outside the spool.
 """
 
@@ -24,6 +26,7 @@ from uploaderd.daemon.imagetree import (
 from uploaderd.errors import ErrorCode
 from uploaderd.model import FileIdentity
 from uploaderd.naming import repository_name_problem
+from uploaderd.sidecar import is_sidecar_name
 
 IGNORED_SUFFIXES = (".tmp", ".part")
 IMAGE_ARCHIVE_SUFFIX = ".image.tar"
@@ -58,9 +61,11 @@ class Rejected:
 
 
 def is_ignored(relpath: str) -> bool:
-    """Hidden or temporary names anywhere in the path: a writer is not done yet."""
+    """Hidden or temporary names anywhere in the path (a writer is not done yet), or a sidecar."""
     parts = relpath.split("/")
-    return any(part.startswith(".") for part in parts) or parts[-1].endswith(IGNORED_SUFFIXES)
+    name = parts[-1]
+    hidden = any(part.startswith(".") for part in parts)
+    return hidden or name.endswith(IGNORED_SUFFIXES) or is_sidecar_name(name)
 
 
 def classify(watch: Path, relpath: str) -> SpoolFile | Rejected | None:

@@ -30,12 +30,13 @@ from uploaderd.engine.retry import RetryPolicy
 from uploaderd.errors import (
     ErrorCode,
     ImageError,
+    LayerFileError,
     PartOutOfOrderError,
     TransientRegistryError,
     UploadNotFoundError,
     unwrap_group,
 )
-from uploaderd.model import LayerJob, Outcome, ResumePoint
+from uploaderd.model import BY_MANIFEST, LayerJob, Outcome, ResumePoint
 from uploaderd.registry.base import Registry, UploadSession
 
 T = TypeVar("T")
@@ -166,10 +167,11 @@ class LayerPush:
         else:  # the push skipped bytes it never read (a resumed upload): read them all
             actual = await hash_layer(self.layer, self.context.buffers.budget)
         if actual != self.digest:
-            raise ImageError(
-                f"the file's bytes hash to {actual}, not {self.digest} as its image's "
-                "manifest says; the image is corrupt, rebuild or re-export it (the upload "
-                "was not completed, nothing is tagged)",
+            claim = self.job.claimed_by
+            failure = ImageError if claim is BY_MANIFEST else LayerFileError
+            raise failure(
+                f"the file's bytes hash to {actual}, not {self.digest} as {claim.says} "
+                f"says; {claim.remedy} (the upload was not completed, nothing is tagged)",
                 path=self.layer.path,
                 repository=self.job.repository,
                 code=ErrorCode.DIGEST_MISMATCH,
