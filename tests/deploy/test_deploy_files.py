@@ -52,7 +52,7 @@ DOCUMENTED_SETTINGS: dict[str, object] = {
     "log_format": "logfmt",
     "max_attempts": 8,
     "request_timeout": 120.0,
-    "overlap_threshold": "256MiB",
+    "overlap_threshold": "64MiB",
     "retry_max_delay": 300.0,
     "registry": None,
     "insecure_registry": False,

@@ -72,7 +72,7 @@ def test_sighup_applies_or_names_every_setting(registry: RegistryProcess, tmp_pa
         "part_size": "6MiB",
         "max_attempts": 3,
         "request_timeout": 30.0,
-        "overlap_threshold": "64MiB",
+        "overlap_threshold": "128MiB",
         "watch": str(tmp_path / "elsewhere"),
         "state_dir": str(tmp_path / "other-state"),
         "metrics_address": f"127.0.0.1:{port + 1}",

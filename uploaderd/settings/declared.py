@@ -151,7 +151,7 @@ class PushSettings:
         "seconds to wait for one answer from the registry",
     )
     overlap_threshold: int = setting(
-        256 * MIB,
+        64 * MIB,
         size(1),
         "a loose layer at least this big starts uploading while it is hashed",
         show=show_size,
