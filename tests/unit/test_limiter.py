@@ -12,15 +12,8 @@ import anyio
 import pytest
 
 from tests.helpers import make_layer
-from uploaderd.engine.limiter import (
-    INITIAL_LIMIT,
-    PARTS_PER_SLOT,
-    RECENT_LAYERS,
-    AimdLimit,
-    BudgetCap,
-    LayerLimit,
-    layers_within_budget,
-)
+from uploaderd.engine.budgetcap import RECENT_LAYERS, BudgetCap, layers_within_budget
+from uploaderd.engine.limiter import INITIAL_LIMIT, PARTS_PER_SLOT, AimdLimit, LayerLimit
 from uploaderd.engine.retry import RetryPolicy
 from uploaderd.engine.scheduler import EngineSettings, UploadEngine
 from uploaderd.model import LayerJob, LayerResult, Outcome

@@ -5,11 +5,14 @@ them in the journal, workers claim them from the journal and push them
 through the engine, and the archiver moves them out of the spool.  Every
 transition is committed before the next step, so kill -9 at any point loses
 nothing: the next start continues from the journal.
+
+This module is the work loop; the daemon's signs of life (systemd's status
+line and watchdog, the published limit, the registry's reachability behind
+``/readyz``) beat beside it in ``heartbeat``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -23,30 +26,19 @@ from uploaderd.daemon import http, logs
 from uploaderd.daemon.ahead import CheckAhead
 from uploaderd.daemon.filepush import FilePush
 from uploaderd.daemon.finished import Archiver
+from uploaderd.daemon.heartbeat import Heartbeats
 from uploaderd.daemon.intake import Intake
 from uploaderd.daemon.journal import JOURNAL_NAME, FileRecord, Journal
-from uploaderd.daemon.limitfile import PublishedLimit, remove_limit, write_limit
 from uploaderd.daemon.metrics import DaemonMetrics, DaemonStateCollector
 from uploaderd.daemon.observer import DaemonObserver
 from uploaderd.daemon.spool import IMAGE, walk
 from uploaderd.daemon.systemd import SystemdNotifier
 from uploaderd.daemon.watcher import Seen, Settler, SpoolWatcher
 from uploaderd.engine.scheduler import UploadEngine
-from uploaderd.errors import (
-    ConfigurationError,
-    ErrorCode,
-    JournalError,
-    TransientRegistryError,
-    UploaderError,
-)
+from uploaderd.errors import ConfigurationError, ErrorCode, UploaderError
 from uploaderd.registry.base import Registry
 from uploaderd.registry.choice import open_registry
 from uploaderd.settings import DaemonSettings, plan_reload
-from uploaderd.sizes import MIB
-
-REACHABILITY_INTERVAL = 15.0
-STATUS_INTERVAL = 1.0
-"""How often systemd's STATUS= line is refreshed; metrics are read at scrape time."""
 
 
 @dataclass
@@ -109,11 +101,17 @@ class Daemon:
                 journal, self.engine.availability, self.engine.budget, lambda: self.settings.watch
             ),
         )
+        self.heartbeats = Heartbeats(
+            journal=journal,
+            limit=self.engine.limit,
+            registry=registry,
+            metrics=metrics,
+            notifier=notifier,
+            settings=lambda: self.settings,
+        )
         self.draining = False
-        self.registry_reachable: bool | None = None
         self.paused_reason: str | None = None
         self._wakeup = _Wakeup()
-        self._published: PublishedLimit | None = None
 
     # --- intake -----------------------------------------------------------------------
 
@@ -184,13 +182,11 @@ class Daemon:
             self.rescan()
             services.start_soon(self.settler.run)
             services.start_soon(self._rescan_loop)
-            services.start_soon(self._status_loop)
-            services.start_soon(self._watchdog_loop)
-            services.start_soon(self._reachability_loop)
+            services.start_soon(self.heartbeats.run)
             try:
                 await self._work_until_signalled(metrics_urls)
             finally:
-                self._unpublish_limit()
+                self.heartbeats.unpublish_limit()
             services.cancel_scope.cancel()
         self.notifier.status("stopped")
         logs.event("stopped")
@@ -202,7 +198,7 @@ class Daemon:
                 # decides how many push at once.
                 for _ in range(self.engine.limit.ceiling):
                     workers.start_soon(self._worker)
-                self.notifier.ready(self._status_line())
+                self.notifier.ready(self.heartbeats.status_line())
                 logs.event(
                     "ready",
                     watch=str(self.settings.watch),
@@ -249,7 +245,7 @@ class Daemon:
     def readiness(self) -> str | None:
         if not self.watcher.running:
             return "the spool watcher is not running"
-        if self.registry_reachable is not True:
+        if self.heartbeats.registry_reachable is not True:
             return "the registry has not answered"
         if self.paused_reason is not None:
             return f"intake paused: {self.paused_reason}"
@@ -259,63 +255,6 @@ class Daemon:
         while True:
             await anyio.sleep(self.settings.rescan_interval)
             self.rescan()
-
-    async def _status_loop(self) -> None:
-        while True:
-            self.notifier.status(self._status_line())
-            self._publish_limit()
-            await anyio.sleep(STATUS_INTERVAL)
-
-    def _publish_limit(self) -> None:
-        """The layer limit for ``uploaderd status``, rewritten only when it changed."""
-        published = PublishedLimit.of(self.engine.limit.statistics())
-        if published.same_limit(self._published):
-            return
-        try:
-            write_limit(self.settings.state_dir, published)
-        except OSError:
-            return  # advisory: the journal's own writes report a state dir in trouble
-        self._published = published
-
-    def _unpublish_limit(self) -> None:
-        with contextlib.suppress(OSError):
-            remove_limit(self.settings.state_dir)
-
-    def _status_line(self) -> str:
-        try:
-            figures = self.journal.queue_figures()
-        except JournalError as exc:
-            return f"journal unreadable: {exc.message}"
-        return (
-            f"queue {figures.waiting_files} waiting ({figures.waiting_bytes / MIB:.1f} MiB), "
-            f"{figures.in_flight_files} in flight ({figures.in_flight_bytes / MIB:.1f} MiB), "
-            f"limit {self.engine.limit.current}"
-        )
-
-    async def _watchdog_loop(self) -> None:
-        interval = self.notifier.watchdog_interval
-        if interval is None:
-            return
-        while True:
-            self.notifier.watchdog()
-            await anyio.sleep(interval)
-
-    async def _reachability_loop(self) -> None:
-        while True:
-            try:
-                with anyio.fail_after(self.settings.request_timeout):
-                    await self.registry.ping()
-                reachable = True
-            except (TransientRegistryError, TimeoutError):
-                reachable = False
-            if reachable != self.registry_reachable:
-                logs.event(
-                    "registry reachable" if reachable else "registry unreachable",
-                    level=logging.INFO if reachable else logging.WARNING,
-                )
-            self.registry_reachable = reachable
-            self.metrics.registry_reachable.set(1 if reachable else 0)
-            await anyio.sleep(REACHABILITY_INTERVAL)
 
 
 def _check_directories(settings: DaemonSettings) -> None:

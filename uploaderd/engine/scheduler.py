@@ -19,16 +19,11 @@ from dataclasses import dataclass, replace
 import anyio
 
 from uploaderd.engine.availability import AvailabilityChecks
+from uploaderd.engine.budgetcap import BudgetCap
 from uploaderd.engine.buffers import PartBuffers
 from uploaderd.engine.digests import StreamDigest
 from uploaderd.engine.layerpush import LayerPush, PushContext
-from uploaderd.engine.limiter import (
-    DEFAULT_MAX_CONCURRENCY,
-    MAX_CONCURRENCY,
-    AimdLimit,
-    BudgetCap,
-    LayerLimit,
-)
+from uploaderd.engine.limiter import DEFAULT_MAX_CONCURRENCY, MAX_CONCURRENCY, AimdLimit, LayerLimit
 from uploaderd.engine.observer import EngineObserver, SilentObserver
 from uploaderd.engine.parts import MAX_PART_SIZE
 from uploaderd.engine.reader import LayerFile, hash_layer

@@ -15,58 +15,43 @@ connection, 8% of a 16 MiB/s link at 50 ms and 11% at 150 ms.  Memory,
 though, wants small parts: each is a buffer charged to the byte budget.
 
 So a chunk is one PATCH whose body is fed by the engine part by part as it
-reads them: the request stays open across several ``upload_part`` calls, and
-only the call that feeds a chunk's last part waits for the registry's answer.
-The parts before it are confirmed when their bytes are written, which is
-optimistic: if the chunk then fails, the registry is asked where the upload
-stands and the engine continues from there, as after any lost answer.  Each
-chunk declares its ``Content-Range`` and ``Content-Length``, so a registry
-checks it as it checks any chunk.  After a kill -9 the restarted engine asks
-the same way; distribution signs the offset into each ``Location`` and
-refuses the stale one the journal holds, so there the layer is sent again in
-a new upload (tests/oci/test_daemon_resume.py).
-
-A part's buffer goes back to the engine (to be refilled) as soon as the call
-that fed it returns, so its bytes must have left every user-space buffer by
-then.  aiohttp writes a body piece and drains the transport below its high
-water mark before asking for the next one, but the transport may still refer
-to the last few KiB of that piece.  So the last ``TAIL_COPY`` bytes of each
-part are sent as a copy, and the call returns only once that copy has been
-written and drained: everything before it has then left, in order.
+reads them (``ocipatch``): the request stays open across several
+``upload_part`` calls, and only the call that feeds a chunk's last part waits
+for the registry's answer.  The parts before it are confirmed when their
+bytes are written, which is optimistic: if the chunk then fails, the registry
+is asked where the upload stands and the engine continues from there, as
+after any lost answer.  Each chunk declares its ``Content-Range`` and
+``Content-Length``, so a registry checks it as it checks any chunk.  After a
+kill -9 the restarted engine asks the same way; distribution signs the offset
+into each ``Location`` and refuses the stale one the journal holds, so there
+the layer is sent again in a new upload (tests/oci/test_daemon_resume.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import aiohttp.payload
-import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from yarl import URL
 
 from uploaderd.errors import ErrorCode, PartOutOfOrderError, TransientRegistryError
 from uploaderd.registry.base import PartPayload, UploadSession
+from uploaderd.registry.ocipatch import ChunkFailedError, OpenChunk
 from uploaderd.registry.ocitransport import (
     Answer,
-    BodyPiece,
     ConnectionLostError,
-    FedBody,
     OciTransport,
     check_held,
     next_location,
     raise_refusal,
     range_end,
 )
-from uploaderd.sizes import KIB, MIB
+from uploaderd.sizes import MIB
 
 CHUNK_BYTES = 64 * MIB
 """Bytes per PATCH, give or take a part (``chunk_end``): a round trip per 64 MiB is
 under 1% of a 16 MiB/s, 50 ms link and 2% at 8 MiB/s and 150 ms; the parts in it stay
 the engine's size."""
-TAIL_COPY = 256 * KIB
-"""Copied at the end of each part: more than asyncio's and uvloop's 64 KiB high water
-mark, so after it drains nothing refers to the part's buffer (see the docstring)."""
 
 
 def chunk_end(first_byte: int, part_size: int, layer_size: int, chunk_bytes: int) -> int:
@@ -82,85 +67,6 @@ def chunk_end(first_byte: int, part_size: int, layer_size: int, chunk_bytes: int
     parts = -(-rest // part_size)
     parts_per_chunk = -(-parts // chunks)
     return min(first_byte + parts_per_chunk * part_size, layer_size) - 1
-
-
-class ChunkFailedError(Exception):
-    """The chunk's request ended before it took every part fed to it."""
-
-
-@dataclass(eq=False)
-class OpenChunk:
-    """A PATCH in flight for bytes ``first_byte``..``last_byte`` of one upload."""
-
-    first_byte: int
-    last_byte: int
-    next_byte: int = field(init=False)
-    _send: MemoryObjectSendStream[BodyPiece] = field(init=False)
-    _receive: MemoryObjectReceiveStream[BodyPiece] = field(init=False)
-    _ended: anyio.Event = field(default_factory=anyio.Event)
-    answer: object | None = None
-    error: BaseException | None = None
-
-    def __post_init__(self) -> None:
-        self.next_byte = self.first_byte
-        self._send, self._receive = anyio.create_memory_object_stream[BodyPiece](0)
-
-    @property
-    def length(self) -> int:
-        return self.last_byte - self.first_byte + 1
-
-    @property
-    def complete(self) -> bool:
-        return self.next_byte > self.last_byte
-
-    def body(self) -> aiohttp.payload.Payload:
-        return FedBody(self._receive, self.length)
-
-    def ended(self, answer: object | None, error: BaseException | None) -> None:
-        """The request is over: its answer, or why there is none."""
-        self.answer, self.error = answer, error
-        self._ended.set()
-        self._send.close()
-
-    async def feed(self, wire: bytes | bytearray | memoryview) -> None:
-        """Send ``wire`` as the chunk's next bytes; return once nothing refers to it."""
-        view = memoryview(wire).cast("B")
-        head, tail = view[: len(view) - TAIL_COPY], bytes(view[len(view) - TAIL_COPY :])
-        written = anyio.Event()
-        try:
-            if head:
-                await self._send.send(BodyPiece(head))
-            await self._send.send(BodyPiece(tail, written))
-            await _first_of(written, self._ended)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
-        if not written.is_set():
-            raise ChunkFailedError(f"the chunk's request ended early: {self.error!r}")
-        self.next_byte += len(view)
-        if self.complete:
-            self._send.close()
-
-    async def wait_answer(self) -> object:
-        """The registry's answer to the whole chunk (after its last part was fed)."""
-        await self._ended.wait()
-        if self.answer is None:
-            raise ChunkFailedError(f"the chunk's request got no answer: {self.error!r}")
-        return self.answer
-
-    def abandon(self) -> None:
-        """Stop feeding: the request ends with a short body and its answer is not wanted."""
-        self._send.close()
-
-
-async def _first_of(*events: anyio.Event) -> None:
-    async with anyio.create_task_group() as group:
-
-        async def wait(event: anyio.Event) -> None:
-            await event.wait()
-            group.cancel_scope.cancel()
-
-        for event in events:
-            group.start_soon(wait, event)
 
 
 @dataclass(slots=True)

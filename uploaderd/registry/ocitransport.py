@@ -75,7 +75,7 @@ class BodyPiece:
 
 
 class FedBody(aiohttp.payload.Payload):
-    """A request body of the pieces fed to ``receive``, written as they come (``ocichunks``)."""
+    """A request body of the pieces fed to ``receive``, written as they come (``ocipatch``)."""
 
     def __init__(self, receive: MemoryObjectReceiveStream[BodyPiece], length: int) -> None:
         super().__init__(b"", size=length, content_type="application/octet-stream")
