@@ -37,7 +37,14 @@ from uploaderd.errors import (
     UploadNotFoundError,
 )
 from uploaderd.localregistry import LocalRegistry, LocalRegistryConfig
-from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
+from uploaderd.registry.base import (
+    Allocate,
+    ClientRetries,
+    PartPayload,
+    PartSource,
+    UploadSession,
+    new_buffer,
+)
 from uploaderd.registry.limits import ECR_LIMITS, RegistryLimits
 from uploaderd.sizes import MIB
 
@@ -89,6 +96,8 @@ class MemoryRegistry:
     availability_checks: list[tuple[str, list[str]]] = field(default_factory=list)
     limits: RegistryLimits = ECR_LIMITS
     """ECR's by default; give ``ECR_PUBLIC_LIMITS`` to test a push to ECR Public."""
+    client_retries: ClientRetries = field(default_factory=ClientRetries)
+    """Told nothing: the memory registry's faults all reach the engine."""
 
     memory_per_part_byte = 1.0
 

@@ -64,6 +64,7 @@ EXPORTED_METRICS = {
     "uploaderd_uploaded_bytes_total",
     "uploaderd_layers_total",
     "uploaderd_retries_total",
+    "uploaderd_client_retries_total",
     "uploaderd_registry_errors_total",
     "uploaderd_layers_in_flight",
     "uploaderd_queue_files",

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import RegistryProcess, push, running_registry
+from tests.e2e.daemon import start_daemon
 from tests.helpers import make_layer
 
 pytestmark = pytest.mark.e2e
@@ -73,3 +74,24 @@ def test_without_the_share_the_same_push_is_throttled(tmp_path: Path) -> None:
         )
         assert run.returncode == 0, run.stderr  # retried through, but throttled on the way
         assert throttles(registry) > 0
+
+
+def test_the_daemon_counts_the_throttles_botocore_retried_on_its_own(tmp_path: Path) -> None:
+    """botocore retries a throttle itself and answers as if nothing happened, so the
+    engine's own retry counter never sees it; ``uploaderd_client_retries_total`` does."""
+    with throttled_registry(tmp_path / "registry") as registry:
+        daemon = start_daemon(tmp_path, registry.url, "--concurrency", str(LAYERS))
+        try:
+            for i in range(LAYERS):
+                make_layer(daemon.watch / "fleet/app", f"l{i}.tar", 1 * MIB + i)
+            daemon.wait_until(lambda: len(daemon.done_files()) == LAYERS, 60, "all in done/")
+            assert daemon.failed_files() == []
+            injected = throttles(registry)
+            assert injected > 0
+            client = daemon.metric_sum("uploaderd_client_retries_total")
+            engine = daemon.metric_sum("uploaderd_retries_total", reason="ThrottlingException")
+            # Every throttle is counted once: by botocore's retries, or by the engine's.
+            assert client > 0
+            assert client + engine == injected
+        finally:
+            assert daemon.stop() == 0

@@ -58,6 +58,11 @@ class DaemonMetrics(SilentObserver):
             "uploaderd_layers", "Layers finished, by outcome", ["repository", "outcome"], registry=r
         )
         self.retries = Counter("uploaderd_retries", "Retries, by reason", ["reason"], registry=r)
+        self.client_retries = Counter(
+            "uploaderd_client_retries",
+            "Requests the AWS client retried on its own before it answered (throttling, 5xx)",
+            registry=r,
+        )
         self.registry_errors = Counter(
             "uploaderd_registry_errors", "Registry errors, by error code", ["code"], registry=r
         )

@@ -81,6 +81,7 @@ class Daemon:
         self.watcher = SpoolWatcher(settings.watch, self.settler, self.rescan)
         self.observer = DaemonObserver(journal, metrics)
         self.engine = UploadEngine(registry, settings.engine_settings(), self.observer)
+        registry.client_retries.listen(metrics.client_retries.inc)
         DaemonStateCollector(
             journal,
             self.engine.budget,

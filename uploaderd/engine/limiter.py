@@ -43,7 +43,9 @@ packets:
   where it was and stays until the rate rises above the old reference.
 * **Halve** (floor 1) on a congestion signal: every retry the engine reports
   (throttling, 5xx, timeouts, dropped connections, and the resyncs that
-  follow a lost answer).  As TCP reduces once per window of losses, a
+  follow a lost answer), and every retry the registry's client made on its
+  own (``Registry.client_retries``: botocore retries a throttle itself and
+  answers as if nothing happened).  As TCP reduces once per window of losses, a
   decrease waits until the last one has taken effect (no more layers in
   flight than the limit) and at least ``WINDOW_SECONDS`` have passed: the
   retries of layers started under the old limit are one event, not many.

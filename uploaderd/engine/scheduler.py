@@ -96,6 +96,8 @@ class UploadEngine:
             expected_part=min(settings.part_size or EXPECTED_PART_SIZE, MAX_PART_SIZE),
         )
         self.limit = self._layer_limit()
+        # A call botocore retried on its own is congestion the engine never saw fail.
+        registry.client_retries.listen(lambda _retries: self.limit.congested())
         self.availability = AvailabilityChecks(
             registry.missing_layers, coalesce=registry.limits.digests_per_check > 1
         )

@@ -19,6 +19,32 @@ Allocate = Callable[[int], memoryview]
 """Gives a writable view of the asked number of bytes, for a part's body."""
 
 
+class ClientRetries:
+    """Retries a registry's own client made and hid, told to whoever adapts to them.
+
+    botocore retries a throttled or failed call by itself (the AWS chain's
+    retry mode and attempts; adaptive by default here) and returns the answer
+    as if nothing had happened.  The engine's layer limit must still hear of
+    each such retry, or it keeps as many layers in flight while the client's
+    own rate limiter slows every one of them down; and an operator must see
+    them counted.  A backend whose client retries nothing (OCI: every 429 or
+    5xx reaches the engine) never calls ``retried``.
+    """
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[int], None]] = []
+
+    def listen(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(retries)`` for every answer that took retries to get."""
+        self._listeners.append(listener)
+
+    def retried(self, retries: int) -> None:
+        for listener in self._listeners:
+            listener(retries)
+
+
 def new_buffer(nbytes: int) -> memoryview:
     """A writable view of ``nbytes`` fresh bytes: encoders' default allocator."""
     return memoryview(bytearray(nbytes))
@@ -112,6 +138,9 @@ class Registry(Protocol):
     limits: RegistryLimits
     """Parts per layer, bytes per layer and per part this registry accepts: the engine
     cuts parts to fit and refuses a layer too big before sending anything."""
+
+    client_retries: ClientRetries
+    """The retries its client made on its own, for the layer limit and the metrics."""
 
     def encode_part(
         self, session: UploadSession, source: PartSource, allocate: Allocate = new_buffer

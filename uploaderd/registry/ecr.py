@@ -40,13 +40,21 @@ from uploaderd.errors import (
     RegistryError,
     TransientRegistryError,
 )
-from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
+from uploaderd.registry.base import (
+    Allocate,
+    ClientRetries,
+    PartPayload,
+    PartSource,
+    UploadSession,
+    new_buffer,
+)
 from uploaderd.registry.ecranswers import (
     PRIVATE_ECR,
     PUBLIC_ECR,
     EcrTarget,
     raise_client_error,
     required_field,
+    retries_before,
 )
 from uploaderd.registry.ecrpart import EcrPart, encode_ecr_part, install_part_hooks
 from uploaderd.registry.quota import ECR_PUBLIC_QUOTAS, ECR_QUOTAS, QuotaShare
@@ -104,6 +112,7 @@ class EcrRegistry:
         self.limits = target.limits
         self.quota = quota
         """The host's share of the rate quotas, awaited before each call; None: unmetered."""
+        self.client_retries = ClientRetries()
         install_part_hooks(client)
 
     def _members(self, **members: Any) -> dict[str, Any]:
@@ -227,8 +236,9 @@ class EcrRegistry:
                 request.close()  # never started: not 'never awaited' either
                 raise
         try:
-            return await request
+            response = await request
         except botocore.exceptions.ClientError as exc:
+            self._count_client_retries(exc.response)  # those before the final refusal
             raise_client_error(exc, repository, self.target)
         except (
             botocore.exceptions.NoCredentialsError,
@@ -249,6 +259,13 @@ class EcrRegistry:
                 repository=repository,
                 code=type(exc).__name__,
             ) from exc
+        self._count_client_retries(response)
+        return response
+
+    def _count_client_retries(self, response: Any) -> None:
+        retries = retries_before(response)
+        if retries:
+            self.client_retries.retried(retries)
 
 
 def _retry_mode_chosen(session: AioSession) -> bool:

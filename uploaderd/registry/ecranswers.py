@@ -145,3 +145,10 @@ def required_field(response: Any, key: str, operation: str, repository: str) -> 
             code=ErrorCode.MALFORMED_RESPONSE,
         )
     return response[key]
+
+
+def retries_before(response: Any) -> int:
+    """How often botocore retried before this answer or refusal (its ``ResponseMetadata``)."""
+    metadata = response.get("ResponseMetadata") if isinstance(response, dict) else None
+    attempts = metadata.get("RetryAttempts", 0) if isinstance(metadata, dict) else 0
+    return attempts if isinstance(attempts, int) else 0

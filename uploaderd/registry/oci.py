@@ -26,7 +26,14 @@ from uploaderd.errors import (
     RegistryError,
     unwrap_group,
 )
-from uploaderd.registry.base import Allocate, PartPayload, PartSource, UploadSession, new_buffer
+from uploaderd.registry.base import (
+    Allocate,
+    ClientRetries,
+    PartPayload,
+    PartSource,
+    UploadSession,
+    new_buffer,
+)
 from uploaderd.registry.limits import OCI_LIMITS, RegistryLimits
 from uploaderd.registry.ociauth import Authenticator, Credentials, credentials_for
 from uploaderd.registry.ocichunks import BlobUploads
@@ -92,6 +99,8 @@ class OciRegistry:
     memory_per_part_byte: float = 1.2
     """The raw part is the request body; aiohttp sends it without copying."""
     limits: RegistryLimits = OCI_LIMITS
+    client_retries: ClientRetries = field(default_factory=ClientRetries)
+    """Never called: the OCI transport retries nothing on its own."""
     _known_in: dict[str, str] = field(default_factory=dict)
     """digest -> a repository of this registry that has it, for cross-repository mounts."""
 
