@@ -32,11 +32,11 @@ import errno
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from uploaderd.errors import ErrorCode, LayerFileError
-from uploaderd.model import BY_NAME, ClaimSource
+from uploaderd.model import BY_NAME, ClaimSource, LayerJob
 from uploaderd.naming import claimed_digest
 
 SIDECAR_SUFFIX = ".sha256"
@@ -200,3 +200,14 @@ def layer_claim(layer: Path) -> LayerClaim | None:
             "one of them is wrong: correct the sidecar or rename the layer",
         )
     return LayerClaim(by_sidecar, sidecar_source(sidecar_of(layer)))
+
+
+def claimed_job(job: LayerJob) -> LayerJob:
+    """``job`` with the digest its file's sidecar or name claims, if any (see ``layer_claim``).
+
+    Raises ``LayerFileError`` (``InvalidSidecar``) when the sidecar cannot be used.
+    """
+    claim = layer_claim(job.path)
+    if claim is None:
+        return job
+    return replace(job, claimed_digest=claim.digest, claimed_by=claim.source)

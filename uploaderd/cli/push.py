@@ -7,7 +7,6 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 
 from uploaderd.cli.exits import ExitStatus
@@ -23,7 +22,7 @@ from uploaderd.model import LayerJob, LayerResult, Outcome
 from uploaderd.naming import repository_name_problem
 from uploaderd.registry.choice import open_registry
 from uploaderd.settings import PushSettings, load_settings
-from uploaderd.sidecar import layer_claim
+from uploaderd.sidecar import claimed_job
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,13 +74,10 @@ class LayerJobs:
         for index, path in enumerate(paths):
             job = LayerJob(path, repository)
             try:
-                claim = layer_claim(path)
+                job = claimed_job(job)
             except LayerFileError as exc:
                 exc.repository = repository
                 refused[index] = LayerResult(job, Outcome.FAILED, 0, None, 0.0, 1, exc)
-                claim = None
-            if claim is not None:
-                job = replace(job, claimed_digest=claim.digest, claimed_by=claim.source)
             jobs.append(job)
         return cls(jobs, refused)
 

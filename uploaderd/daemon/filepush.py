@@ -12,7 +12,6 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from uploaderd.daemon import logs
@@ -37,7 +36,7 @@ from uploaderd.image.source import ImageChoice, open_image
 from uploaderd.model import LayerJob, LayerResult, Outcome
 from uploaderd.registry.base import Registry
 from uploaderd.settings import DaemonSettings
-from uploaderd.sidecar import layer_claim
+from uploaderd.sidecar import claimed_job
 
 
 class FilePush:
@@ -96,12 +95,10 @@ class FilePush:
         )
         try:
             # Read as the push starts: a sidecar that comes later is not this push's.
-            claim = layer_claim(path)
+            job = claimed_job(job)
         except LayerFileError as exc:
             self._refuse(record, job, exc)
             return
-        if claim is not None:
-            job = replace(job, claimed_digest=claim.digest, claimed_by=claim.source)
         self.observer.track(path, record)
         self.metrics.in_flight.inc()
         try:
