@@ -15,14 +15,13 @@ registry by mistake.
 Every call first waits for the host's share of its action's rate quota when
 one is set (``ecr_quota_share`` below 1.0, token buckets in quota.py).  When
 the AWS chain names no retry mode, botocore's adaptive mode is asked for
-(``_retry_mode_chosen`` says why).  A ``Retry-After`` on a throttled or failed
+(ecrclient.py says why).  A ``Retry-After`` on a throttled or failed
 answer is carried on the ``TransientRegistryError``, for the retry policy.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,8 +29,7 @@ from typing import Any, Protocol, cast
 
 import botocore.exceptions
 import botocore.parsers
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
+from aiobotocore.session import get_session
 
 from uploaderd.errors import (
     ConfigurationError,
@@ -56,11 +54,9 @@ from uploaderd.registry.ecranswers import (
     required_field,
     retries_before,
 )
+from uploaderd.registry.ecrclient import client_config, client_region
 from uploaderd.registry.ecrpart import EcrPart, encode_ecr_part, install_part_hooks
 from uploaderd.registry.quota import ECR_PUBLIC_QUOTAS, ECR_QUOTAS, QuotaShare
-
-ECR_PUBLIC_REGION = "us-east-1"
-"""ECR Public's API is served only there, whatever region the host's other pushes use."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,39 +264,19 @@ class EcrRegistry:
             self.client_retries.retried(retries)
 
 
-def _retry_mode_chosen(session: AioSession) -> bool:
-    """Whether the AWS chain names a retry mode (``AWS_RETRY_MODE``, the profile's ``retry_mode``).
-
-    If it does, botocore uses it; if not, uploaderd asks for ``adaptive``: its
-    client-side rate limiter learns from throttling, and beside the AIMD limit
-    it cut ThrottlingExceptions from 45 to 6 (auto) and from 77 to 16 (fixed
-    16) at equal or better throughput (``python -m benchmarks throttling``).
-    """
-    if os.environ.get("AWS_RETRY_MODE"):
-        return True
-    try:
-        return bool(session.get_scoped_config().get("retry_mode"))
-    except botocore.exceptions.ProfileNotFound:
-        return False  # creating the client reports the missing profile
-
-
 @asynccontextmanager
 async def open_ecr_registry(settings: EcrSettings) -> AsyncIterator[EcrRegistry]:
     """An ``EcrRegistry`` whose connection pool is sized to the layers in flight."""
     session = get_session()
-    config = AioConfig(
-        max_pool_connections=settings.max_connections,
+    config = client_config(
+        session,
+        max_connections=settings.max_connections,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
-        retries=None if _retry_mode_chosen(session) else {"mode": "adaptive"},
     )
     target = PUBLIC_ECR if settings.public else PRIVATE_ECR
     target = EcrTarget(target.service, target.limits, settings.registry_id)
-    # botocore reads only AWS_DEFAULT_REGION; the AWS CLI v2 and the other
-    # SDKs also honour AWS_REGION, and operators expect it to work here too.
-    region = settings.region or os.environ.get("AWS_REGION") or None
-    if settings.public:
-        region = ECR_PUBLIC_REGION  # the host's region is for its other services
+    region = client_region(settings.region, public=settings.public)
     try:
         client_context = session.create_client(
             target.service,  # type: ignore[call-overload]  # one of two services, cast below
