@@ -98,17 +98,30 @@ async def test_a_lone_check_goes_out_at_once() -> None:
         registry.release.set()
 
 
-async def test_checks_arriving_during_a_call_go_out_together_after_it() -> None:
-    registry = HeldRegistry()
-    checks = AvailabilityChecks(registry.missing_layers)
+async def calls_while_the_first_is_held(
+    registry: HeldRegistry, checks: AvailabilityChecks, later: int
+) -> list[tuple[str, list[str]]]:
+    """Check digest 0, then ``later`` more while its call is held: the calls made by then.
+
+    Then every call is let answer, and all the checks return.
+    """
     async with anyio.create_task_group() as group:
         group.start_soon(checks.is_missing, "team/app", digest(0))
         await wait_all_tasks_blocked()
-        for n in range(1, 6):
+        for n in range(1, 1 + later):
             group.start_soon(checks.is_missing, "team/app", digest(n))
         await wait_all_tasks_blocked()
-        assert len(registry.availability_checks) == 1  # the others wait for its answer
+        held = list(registry.availability_checks)
         registry.release.set()
+    return held
+
+
+async def test_checks_arriving_during_a_call_go_out_together_after_it() -> None:
+    registry = HeldRegistry()
+    held = await calls_while_the_first_is_held(
+        registry, AvailabilityChecks(registry.missing_layers), 5
+    )
+    assert len(held) == 1  # the others wait for its answer
     assert registry.availability_checks == [
         ("team/app", [digest(0)]),
         ("team/app", [digest(n) for n in range(1, 6)]),
@@ -119,27 +132,15 @@ async def test_without_coalescing_no_check_waits_for_another() -> None:
     # An OCI registry asks one HEAD per layer: sharing a call would only add a wait.
     registry = HeldRegistry()
     checks = AvailabilityChecks(registry.missing_layers, coalesce=False)
-    async with anyio.create_task_group() as group:
-        group.start_soon(checks.is_missing, "team/app", digest(0))
-        await wait_all_tasks_blocked()
-        for n in range(1, 6):
-            group.start_soon(checks.is_missing, "team/app", digest(n))
-        await wait_all_tasks_blocked()
-        assert registry.availability_checks == [("team/app", [digest(n)]) for n in range(6)]
-        registry.release.set()
+    held = await calls_while_the_first_is_held(registry, checks, 5)
+    assert held == [("team/app", [digest(n)]) for n in range(6)]
 
 
 async def test_a_full_batch_does_not_wait_for_the_call_in_flight() -> None:
     registry = HeldRegistry()
     checks = AvailabilityChecks(registry.missing_layers)
-    async with anyio.create_task_group() as group:
-        group.start_soon(checks.is_missing, "team/app", digest(0))
-        await wait_all_tasks_blocked()
-        for n in range(1, 1 + MAX_DIGESTS_PER_CHECK):
-            group.start_soon(checks.is_missing, "team/app", digest(n))
-        await wait_all_tasks_blocked()
-        assert [len(d) for _, d in registry.availability_checks] == [1, MAX_DIGESTS_PER_CHECK]
-        registry.release.set()
+    held = await calls_while_the_first_is_held(registry, checks, MAX_DIGESTS_PER_CHECK)
+    assert [len(d) for _, d in held] == [1, MAX_DIGESTS_PER_CHECK]
 
 
 async def test_a_failed_call_fails_each_check_with_its_own_error() -> None:
