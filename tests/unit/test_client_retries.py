@@ -4,7 +4,9 @@ botocore (adaptive retry mode, uploaderd's default) answers a throttled
 UploadLayerPart by retrying it, and returns the final answer as if nothing
 had happened: the engine sees no failure.  The real aiobotocore client
 against the local registry throttling above a rate shows that each such
-retry is reported (``Registry.client_retries``) and halves an adaptive limit.
+retry is reported (``Registry.client_retries``) and halves an adaptive limit,
+and that the limit hears each refused attempt as it is answered, before the
+call that botocore retried has returned.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ async def test_a_throttle_botocore_retried_is_told_to_the_limit_and_counted(
 ) -> None:
     paths = [make_layer(tmp_path, f"layer{i}.tar", 6 * MIB)[0] for i in range(8)]
     reported: list[int] = []
+    refusals: list[int] = []  # the calls already answered when each refusal was told
     settings = EngineSettings(
         concurrency=None,  # auto
         max_concurrency=8,
@@ -55,6 +58,7 @@ async def test_a_throttle_botocore_retried_is_told_to_the_limit_and_counted(
         ecr = EcrSettings(region="us-east-1", endpoint_url=local.url)
         async with open_ecr_registry(ecr) as registry:
             registry.client_retries.listen(reported.append)
+            registry.client_retries.listen_refusals(lambda: refusals.append(len(reported)))
             engine = UploadEngine(registry, settings)
             started_at = engine.limit.current
             results = await engine.push_all([LayerJob(path, "team/app") for path in paths])
@@ -64,6 +68,9 @@ async def test_a_throttle_botocore_retried_is_told_to_the_limit_and_counted(
     assert throttled > 0
     # Every throttle was retried by botocore itself (none reached the engine's policy)...
     assert sum(reported) == throttled
+    # ...each refusal was heard as it came, before the retried call's final answer...
+    assert len(refusals) == throttled
+    assert refusals[0] == 0
     assert all(r.attempts == 1 for r in results)
     # ...and still halved the adaptive limit, which no engine retry could have done.
     assert limit_after < started_at

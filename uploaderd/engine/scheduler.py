@@ -96,8 +96,9 @@ class UploadEngine:
             expected_part=min(settings.part_size or EXPECTED_PART_SIZE, MAX_PART_SIZE),
         )
         self.limit = self._layer_limit()
-        # A call botocore retried on its own is congestion the engine never saw fail.
-        registry.client_retries.listen(lambda _retries: self.limit.congested())
+        # An attempt botocore retries on its own is congestion the engine never sees fail;
+        # heard as its answer arrives, not after botocore's backoff.
+        registry.client_retries.listen_refusals(self.limit.congested)
         self.availability = AvailabilityChecks(
             registry.missing_layers, coalesce=registry.limits.digests_per_check > 1
         )

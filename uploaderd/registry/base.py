@@ -28,21 +28,41 @@ class ClientRetries:
     each such retry, or it keeps as many layers in flight while the client's
     own rate limiter slows every one of them down; and an operator must see
     them counted.  A backend whose client retries nothing (OCI: every 429 or
-    5xx reaches the engine) never calls ``retried``.
+    5xx reaches the engine) calls neither method.
+
+    Two moments, for two listeners:
+
+    * ``attempt_refused``, as a refused attempt's answer arrives, before the
+      client sleeps its backoff: the limit's signal.  The final answer comes a
+      backoff or more later (1.4 s after the first throttle in a traced push),
+      and a limit that hears only then has grown meanwhile on a rate the
+      throttles were already holding down.
+    * ``retried(n)``, with the final answer, which says exactly how many retries
+      it took (including a final refusal's): the metric's count, exact where
+      ``attempt_refused`` may also hear the last refusal the engine then sees.
     """
 
-    __slots__ = ("_listeners",)
+    __slots__ = ("_listeners", "_refusal_listeners")
 
     def __init__(self) -> None:
         self._listeners: list[Callable[[int], None]] = []
+        self._refusal_listeners: list[Callable[[], None]] = []
 
     def listen(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(retries)`` for every answer that took retries to get."""
         self._listeners.append(listener)
 
+    def listen_refusals(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` for every attempt refused as the client would retry it."""
+        self._refusal_listeners.append(listener)
+
     def retried(self, retries: int) -> None:
         for listener in self._listeners:
             listener(retries)
+
+    def attempt_refused(self) -> None:
+        for listener in self._refusal_listeners:
+            listener()
 
 
 def new_buffer(nbytes: int) -> memoryview:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import botocore.exceptions
+from botocore.retries import standard
 
 from uploaderd.errors import (
     ErrorCode,
@@ -152,3 +153,24 @@ def retries_before(response: Any) -> int:
     metadata = response.get("ResponseMetadata") if isinstance(response, dict) else None
     attempts = metadata.get("RetryAttempts", 0) if isinstance(metadata, dict) else 0
     return attempts if isinstance(attempts, int) else 0
+
+
+_RETRYABLE = standard.OrRetryChecker(
+    [
+        standard.TransientRetryableChecker(),
+        standard.ThrottledRetryableChecker(),
+        standard.ModeledRetryableChecker(),
+    ]
+)
+_ATTEMPT = standard.RetryEventAdapter()
+
+
+def attempt_refused(**needs_retry: Any) -> bool:
+    """Whether one attempt, as botocore's ``needs-retry`` event reports it, failed retryably.
+
+    botocore's own rules for its standard and adaptive modes (throttling codes,
+    5xx, dropped connections, errors its models call retryable), without the
+    attempt count: whether it will retry is its business, that the registry
+    refused is the limit's.
+    """
+    return bool(_RETRYABLE.is_retryable(_ATTEMPT.create_retry_context(**needs_retry)))
