@@ -29,14 +29,27 @@ class FakeClock:
         return self.now
 
 
-def window(aimd: AimdLimit, clock: FakeClock, rate: float, *, in_use: int | None = None) -> None:
-    """One full measuring window of one second at ``rate`` bytes per second."""
+def window(
+    aimd: AimdLimit,
+    clock: FakeClock,
+    rate: float,
+    *,
+    in_use: int | None = None,
+    settle: bool = True,
+) -> None:
+    """One full measuring window of one second at ``rate`` bytes per second.
+
+    With ``settle``, then the round of parts a doubling takes, every slot
+    taken, so the limit has reached the level the window decided.
+    """
     parts = PARTS_PER_SLOT * aimd.limit
     busy = aimd.limit if in_use is None else in_use
     for _ in range(parts - 1):
         aimd.part_confirmed(0, busy)
     clock.now += 1.0
     aimd.part_confirmed(round(rate), busy)
+    while settle and aimd.ramp_to is not None:
+        aimd.part_confirmed(0, aimd.limit)
 
 
 def limit_for(clock: FakeClock, *, ceiling: int = 16, budget_cap: int = 64) -> AimdLimit:
@@ -60,6 +73,21 @@ def test_doubles_while_throughput_grows_then_grows_by_one() -> None:
         seen.append(aimd.limit)
     assert seen == [4, 8, 16, 32, 32, 33, 34]
     assert not aimd.slow_start
+
+
+def test_a_doubling_is_paced_by_confirmed_parts_and_a_throttle_ends_it() -> None:
+    clock = FakeClock()
+    aimd = limit_for(clock)
+    window(aimd, clock, 100 * MIB, settle=False)  # slow start: 4 on its way to 8
+    assert (aimd.limit, aimd.ramp_to) == (5, 8)  # one new layer, not four at once
+    aimd.part_confirmed(MIB, 4)  # a slot stands free: nothing to grow into
+    assert aimd.limit == 5
+    aimd.part_confirmed(MIB, 5)  # every slot taken: one more, as TCP per ACK
+    assert aimd.limit == 6
+    assert aimd.congested(in_use=6)  # the registry throttled: halve, and ramp no further
+    assert (aimd.limit, aimd.ramp_to) == (3, None)
+    aimd.part_confirmed(MIB, 3)
+    assert aimd.limit == 3
 
 
 def test_holds_at_a_plateau() -> None:
@@ -373,8 +401,8 @@ def test_the_first_probe_needs_a_part_per_slot_and_a_quarter_window() -> None:
     assert aimd.limit == 4  # a part per slot, but too soon
     clock.now += 0.2
     aimd.part_confirmed(MIB, 4)
-    assert aimd.limit == 8  # probed: nothing to compare with yet
+    assert (aimd.limit, aimd.ramp_to) == (5, 8)  # probed: nothing to compare with yet
     for _ in range(8):
         clock.now += 0.3
-        aimd.part_confirmed(MIB, 8)
-    assert aimd.limit == 8  # later windows need four parts a slot and 1 s
+        aimd.part_confirmed(MIB, aimd.limit)
+    assert aimd.limit == 8  # ramped there in 3 parts; later windows need 4 a slot and 1 s

@@ -32,11 +32,17 @@ packets:
   window that does not rise (or the first congestion signal) on, it grows by
   1 per rising window.  The first full window after the start or a decrease
   always probes up, and needs only a part per slot and a quarter of a
-  window, so a job of a few big
-  layers on a far link reaches its best level within a round of parts
-  instead of one layer per second.  One more of L layers adds at most 1/L,
-  so 5 % lets the limit climb to about 20 layers on a link that keeps
-  scaling, while a plateau, where the rate stays within noise, holds it.
+  window, so a job of a few big layers on a far link reaches its best level
+  within a round of parts instead of one layer per second.  One more of L
+  layers adds at most 1/L, so 5 % lets the limit climb to about 20 layers
+  on a link that keeps scaling, while a plateau, where the rate stays within
+  noise, holds it.
+* **A doubling is paced** as TCP's is: one slot per part the registry
+  confirms while every slot is taken (a segment per ACK), so it takes a
+  round of parts instead of releasing a burst of new layers at once.
+  Released at once, eight new layers' first parts met a registry already at
+  its rate and drew seven throttles within 0.1 s, before the first of them
+  could halve anything; paced, the first throttle ends the ramp.
 * **Step back** when the window after an increase is more than ``RISE``
   slower than before it: more layers made the push slower (the CPU, not
   the link, is the bottleneck, as on loopback), so the limit returns to
@@ -103,6 +109,8 @@ class AimdLimit:
         """The rate at the last increase, bytes per second; None: probe at the next full window."""
         self.slow_start = True
         """Doubling while the rate rises; off from the first plateau or congestion on."""
+        self.ramp_to: int | None = None
+        """Where slow start's doubling is headed, one slot per confirmed part; None: not ramping."""
         self._before_increase: int | None = None
         """The limit the last increase started from, to step back to if it made things slower."""
         self.last_rate: float | None = None
@@ -122,6 +130,8 @@ class AimdLimit:
 
     def part_confirmed(self, nbytes: int, in_use: int) -> None:
         """The registry confirmed ``nbytes``; ``in_use`` layers hold a slot right now."""
+        if self.ramp_to is not None and in_use >= self.limit:
+            self._ramp_step()
         self._window_bytes += nbytes
         self._window_parts += 1
         elapsed = self._clock() - self._window_start
@@ -142,13 +152,23 @@ class AimdLimit:
         if self.reference is None or rate > self.reference * (1 + RISE):
             self.reference = rate
             self._before_increase = self.limit
-            grown = self.limit * 2 if self.slow_start else self.limit + 1
-            self.limit = min(grown, self.top)
+            if self.slow_start:
+                self.ramp_to = self.limit * 2
+                self._ramp_step()
+            else:
+                self.limit = min(self.limit + 1, self.top)
             return
         self.slow_start = False
         if self._before_increase is not None and rate < self.reference * (1 - RISE):
             self.limit = min(self._before_increase, self.top)
         self._before_increase = None
+
+    def _ramp_step(self) -> None:
+        """One more slot on slow start's way to ``ramp_to``; the ramp ends there or at the top."""
+        assert self.ramp_to is not None
+        self.limit = min(self.limit + 1, self.top)
+        if self.limit >= min(self.ramp_to, self.top):
+            self.ramp_to = None
 
     def congested(self, in_use: int) -> bool:
         """A request failed transiently; True if the limit was halved."""
@@ -161,6 +181,7 @@ class AimdLimit:
         self.limit = max(1, self.limit // 2)
         self.reference = None
         self.slow_start = False
+        self.ramp_to = None
         self._before_increase = None
         self.restart_window()
         return True
