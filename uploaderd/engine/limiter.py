@@ -49,12 +49,13 @@ packets:
   where it was and stays until the rate rises above the old reference.
 * **Halve** (floor 1) on a congestion signal: every retry the engine reports
   (throttling, 5xx, timeouts, dropped connections, and the resyncs that
-  follow a lost answer), and every retry the registry's client made on its
-  own (``Registry.client_retries``: botocore retries a throttle itself and
-  answers as if nothing happened).  As TCP reduces once per window of losses, a
-  decrease waits until the last one has taken effect (no more layers in
-  flight than the limit) and at least ``WINDOW_SECONDS`` have passed: the
-  retries of layers started under the old limit are one event, not many.
+  follow a lost answer), and every attempt the registry's client saw refused
+  and retries on its own (``Registry.client_retries``: botocore retries a
+  throttle itself and answers as if nothing happened), heard as the refusal
+  arrives.  As TCP reduces once per window of losses, a decrease waits
+  until the last one has taken effect (no more layers in flight than the
+  limit) and at least ``WINDOW_SECONDS`` have passed: the retries of layers
+  started under the old limit are one event, not many.
 * **Never above** ``max_concurrency`` nor what the byte budget holds
   (``budgetcap``, counted from the parts of the layers started lately): a
   layer beyond that would wait for budget and add nothing.
