@@ -50,8 +50,8 @@ from uploaderd.registry.ecranswers import (
     PRIVATE_ECR,
     PUBLIC_ECR,
     EcrTarget,
-    attempt_refused,
     raise_client_error,
+    report_refused_attempts,
     required_field,
     retries_before,
 )
@@ -111,7 +111,7 @@ class EcrRegistry:
         """The host's share of the rate quotas, awaited before each call; None: unmetered."""
         self.client_retries = ClientRetries()
         install_part_hooks(client)
-        self._hear_attempts(client)
+        report_refused_attempts(client, self.client_retries)
 
     def _members(self, **members: Any) -> dict[str, Any]:
         """A request's members, with ``registryId`` when one is set: on every call alike."""
@@ -259,20 +259,6 @@ class EcrRegistry:
             ) from exc
         self._count_client_retries(response)
         return response
-
-    def _hear_attempts(self, client: Any) -> None:
-        """Hear every attempt's answer, through botocore's event for ecr or ecr-public."""
-        service = client.meta.service_model.service_id.hyphenize()
-        client.meta.events.register(f"needs-retry.{service}", self._attempt_answered)
-
-    def _attempt_answered(self, **needs_retry: Any) -> None:
-        """botocore's ``needs-retry`` event, after every attempt: tell a refusal at once.
-
-        Returns None always: the first handler to return something decides
-        whether botocore retries, and that is its retry handler's to decide.
-        """
-        if attempt_refused(**needs_retry):
-            self.client_retries.attempt_refused()
 
     def _count_client_retries(self, response: Any) -> None:
         retries = retries_before(response)

@@ -6,7 +6,9 @@ continue elsewhere (``InvalidLayerPartException``) or start over
 (``UploadNotFoundException``), and which are permanent, each with a message
 that names the repository, the registry it was asked in, and the fix.  Kept
 apart from the calls (ecr.py) because it is a table and its reading, the same
-for ECR and ECR Public, and unit-tested on its own.
+for ECR and ECR Public, and unit-tested on its own.  The answers to single
+attempts, which botocore retries before ecr.py sees anything, are read here
+too (``report_refused_attempts``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from uploaderd.errors import (
     TransientRegistryError,
     UploadNotFoundError,
 )
+from uploaderd.registry.base import ClientRetries
 from uploaderd.registry.limits import ECR_LIMITS, ECR_PUBLIC_LIMITS, RegistryLimits
 from uploaderd.registry.quota import retry_after
 
@@ -165,7 +168,24 @@ _RETRYABLE = standard.OrRetryChecker(
 _ATTEMPT = standard.RetryEventAdapter()
 
 
-def attempt_refused(**needs_retry: Any) -> bool:
+def report_refused_attempts(client: Any, retries: ClientRetries) -> None:
+    """Tell ``retries`` of every attempt ``client`` sees refused, as its answer arrives.
+
+    Through botocore's ``needs-retry`` event for the service (ecr, ecr-public),
+    which follows every attempt.  The handler returns None always: the first
+    handler to return something decides whether botocore retries, and that is
+    its retry handler's to decide.
+    """
+
+    def attempt_answered(**needs_retry: Any) -> None:
+        if _attempt_refused(**needs_retry):
+            retries.attempt_refused()
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register(f"needs-retry.{service}", attempt_answered)
+
+
+def _attempt_refused(**needs_retry: Any) -> bool:
     """Whether one attempt, as botocore's ``needs-retry`` event reports it, failed retryably.
 
     botocore's own rules for its standard and adaptive modes (throttling codes,
